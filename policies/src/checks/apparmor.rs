@@ -1,0 +1,112 @@
+//! PSP's AppArmor annotations, as the `appArmorProfile` fields (and the annotations, which the
+//! kubelet still honours): allowed profiles and a default.
+
+use serde_json::{Map, Value};
+
+use super::support::{
+    default_profile, judge_profiles, profile_from_annotation, profile_name, ProfileSite,
+};
+use super::{Check, Findings};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "appArmor",
+    summary: "AppArmor profiles must be allowed (and present, where required)",
+    evaluate,
+    apply_default: Some(apply_default),
+};
+
+const CONTAINER_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
+    let Some(rule) = &class.controls.app_armor else {
+        return;
+    };
+    let pod_site = pod
+        .pod_security()
+        .and_then(|p| p.app_armor_profile.as_ref())
+        .map(|p| ProfileSite {
+            profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
+            path: pod.path("securityContext.appArmorProfile.type"),
+        });
+    let containers = pod.containers().map(|c| {
+        let own = c
+            .security
+            .and_then(|s| s.app_armor_profile.as_ref())
+            .map(|p| ProfileSite {
+                profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
+                path: c.path("securityContext.appArmorProfile.type"),
+            })
+            .or_else(|| {
+                let key = format!("{CONTAINER_ANNOTATION_PREFIX}{}", c.name);
+                pod.annotations.get(&key).map(|v| ProfileSite {
+                    profile: profile_from_annotation(v),
+                    path: pod.metadata_path(&format!("annotations[{key}]")),
+                })
+            });
+        (c, own)
+    });
+    judge_profiles(
+        rule,
+        "AppArmor",
+        "appArmorProfile",
+        pod_site,
+        containers,
+        out,
+    );
+}
+
+fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+    if let Some(rule) = &class.controls.app_armor {
+        default_profile(spec, rule, "appArmorProfile");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, run_defaults, Case, DefaultCase, CASE};
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case { name: "baseline: unset", policy: "bundle: baseline", ..CASE },
+                Case {
+                    name: "baseline: runtime default",
+                    policy: "bundle: baseline",
+                    pod: "{securityContext: {appArmorProfile: {type: RuntimeDefault}}, containers: [{name: a}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "baseline: unconfined container",
+                    policy: "bundle: baseline",
+                    pod: "{containers: [{name: a, securityContext: {appArmorProfile: {type: Unconfined}}}]}",
+                    expect: &["spec.containers[0].securityContext.appArmorProfile.type"],
+                    ..CASE
+                },
+                Case {
+                    name: "required",
+                    policy: "controls: {appArmor: {allowedProfiles: [RuntimeDefault], required: true}}",
+                    expect: &["spec.containers[0].securityContext.appArmorProfile"],
+                    ..CASE
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        run_defaults(
+            &CHECK,
+            &[DefaultCase {
+                name: "runtime default",
+                policy: "controls: {appArmor: {allowedProfiles: [RuntimeDefault], defaultProfile: RuntimeDefault, required: true}}",
+                pod: "{containers: [{name: a}]}",
+                want: "{securityContext: {appArmorProfile: {type: RuntimeDefault}}, containers: [{name: a}]}",
+            }],
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! PSP `allowedCapabilities`, `requiredDropCapabilities` and `defaultAddCapabilities`.
+//! Capabilities a container adds must be allowed (or default-added); the required ones must be
+//! dropped (`ALL` covers every one). Defaults append the required drops and the default adds.
+
+use serde_json::{Map, Value};
+
+use super::support::{array_at, capability_eq, for_each_container, object_at};
+use super::{Check, Findings};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "capabilities",
+    summary: "containers may add only allowed capabilities and must drop the required ones",
+    evaluate,
+    apply_default: Some(apply_default),
+};
+
+fn listed(list: &[String], cap: &str) -> bool {
+    list.iter().any(|c| c == "*" || capability_eq(c, cap))
+}
+
+fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
+    let controls = &class.controls;
+    let default_add = controls
+        .default_add_capabilities
+        .as_deref()
+        .unwrap_or_default();
+    for c in pod.containers() {
+        let caps = c.security.and_then(|s| s.capabilities.as_ref());
+        let added = caps.and_then(|k| k.add.as_deref()).unwrap_or_default();
+        let dropped = caps.and_then(|k| k.drop.as_deref()).unwrap_or_default();
+        if let Some(allowed) = &controls.allowed_capabilities {
+            for (k, cap) in added.iter().enumerate() {
+                if !listed(allowed, cap) && !listed(default_add, cap) {
+                    let fix = if allowed.is_empty() {
+                        "remove it: the policy allows no added capabilities".to_string()
+                    } else {
+                        format!(
+                            "remove it; the policy allows adding only {}",
+                            allowed.join(", ")
+                        )
+                    };
+                    out.add_for(
+                        &c,
+                        &format!("securityContext.capabilities.add[{k}]"),
+                        format!("container '{}' adds capability {cap}", c.name),
+                        fix,
+                    );
+                }
+            }
+        }
+        if let Some(required) = &controls.required_drop_capabilities {
+            let drops_all = dropped.iter().any(|d| d.eq_ignore_ascii_case("ALL"));
+            let missing: Vec<&str> = required
+                .iter()
+                .filter(|r| !drops_all && !dropped.iter().any(|d| capability_eq(d, r)))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                out.add_for(
+                    &c,
+                    "securityContext.capabilities.drop",
+                    format!(
+                        "container '{}' does not drop {}",
+                        c.name,
+                        missing.join(", ")
+                    ),
+                    format!(
+                        "add {} to securityContext.capabilities.drop",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+    let required = class
+        .controls
+        .required_drop_capabilities
+        .as_deref()
+        .unwrap_or_default();
+    let default_add = class
+        .controls
+        .default_add_capabilities
+        .as_deref()
+        .unwrap_or_default();
+    if required.is_empty() && default_add.is_empty() {
+        return;
+    }
+    for_each_container(spec, |container| {
+        let caps = object_at(object_at(container, "securityContext"), "capabilities");
+        for (field, wanted) in [("drop", required), ("add", default_add)] {
+            if wanted.is_empty() {
+                continue;
+            }
+            let list = array_at(caps, field);
+            for cap in wanted {
+                let present = list.iter().filter_map(Value::as_str).any(|c| {
+                    capability_eq(c, cap) || (field == "drop" && c.eq_ignore_ascii_case("ALL"))
+                });
+                if !present {
+                    list.push(Value::String(cap.clone()));
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, run_defaults, Case, DefaultCase, CASE};
+
+    const RESTRICTED: &str = "bundle: restricted";
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case {
+                    name: "restricted: drops all",
+                    policy: RESTRICTED,
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {drop: [ALL]}}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: drops nothing",
+                    policy: RESTRICTED,
+                    expect: &["spec.containers[0].securityContext.capabilities.drop"],
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: may add NET_BIND_SERVICE",
+                    policy: RESTRICTED,
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: adds NET_ADMIN (z2jh metadata blocker)",
+                    policy: RESTRICTED,
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {drop: [ALL]}}}], initContainers: [{name: block-cloud-metadata, securityContext: {capabilities: {add: [NET_ADMIN], drop: [ALL]}}}]}",
+                    expect: &["spec.initContainers[0].securityContext.capabilities.add[0]"],
+                    ..CASE
+                },
+                Case {
+                    name: "baseline: CHOWN fine, SYS_ADMIN not, CAP_ prefix and case ignored",
+                    policy: "bundle: baseline",
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {add: [cap_chown, CAP_SYS_ADMIN]}}}]}",
+                    expect: &["spec.containers[0].securityContext.capabilities.add[1]"],
+                    ..CASE
+                },
+                Case {
+                    name: "required drop by name",
+                    policy: "controls: {requiredDropCapabilities: [NET_RAW]}",
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {drop: [CAP_NET_RAW]}}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "default add counts as allowed",
+                    policy: "controls: {allowedCapabilities: [], defaultAddCapabilities: [CHOWN]}",
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {add: [CHOWN]}}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "wildcard",
+                    policy: "controls: {allowedCapabilities: ['*']}",
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {add: [SYS_ADMIN]}}}]}",
+                    ..CASE
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        run_defaults(
+            &CHECK,
+            &[
+                DefaultCase {
+                    name: "drop ALL appended",
+                    policy: RESTRICTED,
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {drop: [NET_RAW]}}}]}",
+                    want: "{containers: [{name: a, securityContext: {capabilities: {drop: [NET_RAW, ALL]}}}]}",
+                },
+                DefaultCase {
+                    name: "already drops ALL",
+                    policy: RESTRICTED,
+                    pod: "{containers: [{name: a, securityContext: {capabilities: {drop: [all]}}}]}",
+                    want: "{containers: [{name: a, securityContext: {capabilities: {drop: [all]}}}]}",
+                },
+                DefaultCase {
+                    name: "default add",
+                    policy: "controls: {allowedCapabilities: [], defaultAddCapabilities: [CHOWN]}",
+                    pod: "{containers: [{name: a}]}",
+                    want: "{containers: [{name: a, securityContext: {capabilities: {add: [CHOWN]}}}]}",
+                },
+            ],
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! One check per file, registered here. A check reads a [`PodSubject`] and its class's policy and
+//! reports findings; where PodSecurityPolicy defaulted its field, it also sets that default on a
+//! pod spec (the webhook's mutate path). Adding a rule is adding a file and a line in [`CHECKS`].
+
+use serde_json::{Map, Value};
+
+use crate::pod::{ContainerView, PodSubject};
+use crate::policy::ClassPolicy;
+
+mod apparmor;
+mod capabilities;
+mod csi_drivers;
+mod flex_volumes;
+mod fs_group;
+mod host_ipc;
+mod host_network;
+mod host_paths;
+mod host_pid;
+mod host_ports;
+mod images;
+mod privilege_escalation;
+mod privileged;
+mod proc_mount;
+mod read_only_root_filesystem;
+mod resources;
+mod run_as_group;
+mod run_as_user;
+mod runtime_class;
+mod seccomp;
+mod selinux;
+mod supplemental_groups;
+mod support;
+mod sysctls;
+mod tenant_label;
+mod tenant_volumes;
+mod volume_types;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub type Evaluate = fn(&PodSubject<'_>, &ClassPolicy, &mut Findings);
+/// Sets the check's default on a pod spec (as JSON) where the pod leaves the field unset.
+pub type ApplyDefault = fn(&mut Map<String, Value>, &ClassPolicy);
+
+pub struct Check {
+    /// The rule id: used in policy `modes`, metrics labels and messages.
+    pub id: &'static str,
+    /// What the check enforces, one line (docs/policy-reference.md lists them).
+    pub summary: &'static str,
+    pub evaluate: Evaluate,
+    pub apply_default: Option<ApplyDefault>,
+}
+
+pub static CHECKS: &[Check] = &[
+    privileged::CHECK,
+    host_pid::CHECK,
+    host_ipc::CHECK,
+    host_network::CHECK,
+    host_ports::CHECK,
+    volume_types::CHECK,
+    host_paths::CHECK,
+    flex_volumes::CHECK,
+    csi_drivers::CHECK,
+    run_as_user::CHECK,
+    run_as_group::CHECK,
+    supplemental_groups::CHECK,
+    fs_group::CHECK,
+    selinux::CHECK,
+    read_only_root_filesystem::CHECK,
+    privilege_escalation::CHECK,
+    capabilities::CHECK,
+    proc_mount::CHECK,
+    sysctls::CHECK,
+    seccomp::CHECK,
+    apparmor::CHECK,
+    runtime_class::CHECK,
+    tenant_label::CHECK,
+    tenant_volumes::CHECK,
+    images::CHECK,
+    resources::CHECK,
+];
+
+pub fn rule_ids() -> impl Iterator<Item = &'static str> {
+    CHECKS.iter().map(|c| c.id)
+}
+
+pub fn is_rule_id(id: &str) -> bool {
+    rule_ids().any(|r| r == id)
+}
+
+/// One thing wrong with a pod: where, what, and the change that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// z2jh adds this init container to block the metadata endpoint with iptables; hubguard's node
+/// agent does that job, so the fix is to turn the container off, not to harden it.
+const Z2JH_METADATA_BLOCKER: &str = "block-cloud-metadata";
+const Z2JH_METADATA_FIX: &str = "set singleuser.cloudMetadata.blockWithIptables: false in the \
+    z2jh values: hubguard's node agent blocks the metadata endpoint without a privileged init \
+    container";
+
+/// Collects the findings of the check currently running.
+#[derive(Debug, Default)]
+pub struct Findings {
+    rule: &'static str,
+    items: Vec<Finding>,
+}
+
+impl Findings {
+    pub(crate) fn start(&mut self, rule: &'static str) {
+        self.rule = rule;
+    }
+
+    pub fn add(&mut self, path: String, message: String, fix: impl Into<String>) {
+        self.items.push(Finding {
+            rule: self.rule,
+            path,
+            message,
+            fix: fix.into(),
+        });
+    }
+
+    /// A finding about one container; `rest` is the field below the container.
+    pub fn add_for(
+        &mut self,
+        container: &ContainerView<'_>,
+        rest: &str,
+        message: String,
+        fix: impl Into<String>,
+    ) {
+        let fix = if container.name == Z2JH_METADATA_BLOCKER {
+            Z2JH_METADATA_FIX.to_string()
+        } else {
+            fix.into()
+        };
+        self.add(container.path(rest), message, fix);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<Finding> {
+        self.items
+    }
+}
+
+/// Whether a profile name is covered by a list of allowed profiles (`Localhost/*` covers every
+/// local profile).
+pub fn profile_is_allowed(allowed: &[String], profile: &str) -> bool {
+    support::profile_allowed(allowed, profile)
+}

@@ -1,0 +1,104 @@
+//! PSP `allowPrivilegeEscalation` and `defaultAllowPrivilegeEscalation`. Unset means allowed
+//! (the kernel's no_new_privs stays off), so a policy that forbids escalation needs an explicit
+//! false on every container, which the default supplies.
+
+use serde_json::{json, Map, Value};
+
+use super::support::{default_field, for_each_container, object_at};
+use super::{Check, Findings};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "allowPrivilegeEscalation",
+    summary: "containers must set allowPrivilegeEscalation: false",
+    evaluate,
+    apply_default: Some(apply_default),
+};
+
+fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
+    if class.controls.allow_privilege_escalation != Some(false) {
+        return;
+    }
+    for c in pod.containers() {
+        if c.security.and_then(|s| s.allow_privilege_escalation) != Some(false) {
+            out.add_for(
+                &c,
+                "securityContext.allowPrivilegeEscalation",
+                format!(
+                    "container '{}' may gain privileges (setuid binaries work)",
+                    c.name
+                ),
+                "set securityContext.allowPrivilegeEscalation: false",
+            );
+        }
+    }
+}
+
+fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+    if let Some(default) = class.controls.default_allow_privilege_escalation {
+        for_each_container(spec, |c| {
+            default_field(
+                object_at(c, "securityContext"),
+                "allowPrivilegeEscalation",
+                json!(default),
+            )
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, run_defaults, Case, DefaultCase, CASE};
+
+    const DENY: &str =
+        "controls: {allowPrivilegeEscalation: false, defaultAllowPrivilegeEscalation: false}";
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case {
+                    name: "unset is allowed escalation",
+                    policy: DENY,
+                    expect: &["spec.containers[0].securityContext.allowPrivilegeEscalation"],
+                    ..CASE
+                },
+                Case {
+                    name: "explicit false",
+                    policy: DENY,
+                    pod: "{containers: [{name: a, securityContext: {allowPrivilegeEscalation: false}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "explicit true in an ephemeral container",
+                    policy: DENY,
+                    pod: "{containers: [{name: a, securityContext: {allowPrivilegeEscalation: false}}], ephemeralContainers: [{name: dbg, securityContext: {allowPrivilegeEscalation: true}}]}",
+                    expect: &["spec.ephemeralContainers[0].securityContext.allowPrivilegeEscalation"],
+                    ..CASE
+                },
+                Case {
+                    name: "allowed",
+                    policy: "controls: {allowPrivilegeEscalation: true}",
+                    pod: "{containers: [{name: a, securityContext: {allowPrivilegeEscalation: true}}]}",
+                    ..CASE
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        run_defaults(
+            &CHECK,
+            &[DefaultCase {
+                name: "sets false where unset",
+                policy: DENY,
+                pod: "{containers: [{name: a}, {name: b, securityContext: {allowPrivilegeEscalation: false}}]}",
+                want: "{containers: [{name: a, securityContext: {allowPrivilegeEscalation: false}}, {name: b, securityContext: {allowPrivilegeEscalation: false}}]}",
+            }],
+        );
+    }
+}

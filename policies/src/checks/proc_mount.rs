@@ -1,0 +1,71 @@
+//! PSP `allowedProcMountTypes`: `Default` masks /proc; `Unmasked` only where listed.
+
+use super::{Check, Findings};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "procMount",
+    summary: "containers must use an allowed /proc mount type",
+    evaluate,
+    apply_default: None,
+};
+
+fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
+    let Some(allowed) = &class.controls.allowed_proc_mount_types else {
+        return;
+    };
+    for c in pod.containers() {
+        let kind = c
+            .security
+            .and_then(|s| s.proc_mount.as_deref())
+            .unwrap_or("Default");
+        if !allowed.iter().any(|a| a == kind) {
+            out.add_for(
+                &c,
+                "securityContext.procMount",
+                format!("container '{}' asks for procMount {kind}", c.name),
+                format!("remove procMount or use {}", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, Case, CASE};
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case {
+                    name: "unset",
+                    policy: "bundle: baseline",
+                    ..CASE
+                },
+                Case {
+                    name: "Default",
+                    policy: "bundle: baseline",
+                    pod: "{containers: [{name: a, securityContext: {procMount: Default}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "Unmasked",
+                    policy: "bundle: baseline",
+                    pod: "{containers: [{name: a, securityContext: {procMount: Unmasked}}]}",
+                    expect: &["spec.containers[0].securityContext.procMount"],
+                    ..CASE
+                },
+                Case {
+                    name: "Unmasked allowed",
+                    policy: "controls: {allowedProcMountTypes: [Default, Unmasked]}",
+                    pod: "{containers: [{name: a, securityContext: {procMount: Unmasked}}]}",
+                    ..CASE
+                },
+            ],
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! PSP `runtimeClass`: a pod's runtime class must be listed (`*` allows any); the default is
+//! set on pods that name none.
+
+use serde_json::{json, Map, Value};
+
+use super::support::default_field;
+use super::{Check, Findings};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "runtimeClass",
+    summary: "the pod's runtime class must be allowed",
+    evaluate,
+    apply_default: Some(apply_default),
+};
+
+fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
+    let Some(rule) = &class.controls.runtime_class else {
+        return;
+    };
+    let Some(name) = pod.spec.runtime_class_name.as_deref() else {
+        return;
+    };
+    let allowed = &rule.allowed_runtime_class_names;
+    if !allowed.iter().any(|a| a == "*" || a == name) {
+        out.add(
+            pod.path("runtimeClassName"),
+            format!("runtime class {name} is not allowed"),
+            if allowed.is_empty() {
+                "remove runtimeClassName".to_string()
+            } else {
+                format!("use one of: {}", allowed.join(", "))
+            },
+        );
+    }
+}
+
+fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+    let default = class
+        .controls
+        .runtime_class
+        .as_ref()
+        .and_then(|r| r.default_runtime_class_name.as_ref());
+    if let Some(name) = default {
+        default_field(spec, "runtimeClassName", json!(name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, run_defaults, Case, DefaultCase, CASE};
+
+    const GVISOR: &str =
+        "controls: {runtimeClass: {allowedRuntimeClassNames: [gvisor], defaultRuntimeClassName: gvisor}}";
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case {
+                    name: "unset",
+                    policy: GVISOR,
+                    ..CASE
+                },
+                Case {
+                    name: "listed",
+                    policy: GVISOR,
+                    pod: "{runtimeClassName: gvisor, containers: [{name: a}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "other",
+                    policy: GVISOR,
+                    pod: "{runtimeClassName: runc-privileged, containers: [{name: a}]}",
+                    expect: &["spec.runtimeClassName"],
+                    ..CASE
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        run_defaults(
+            &CHECK,
+            &[DefaultCase {
+                name: "sets the default",
+                policy: GVISOR,
+                pod: "{containers: [{name: a}]}",
+                want: "{runtimeClassName: gvisor, containers: [{name: a}]}",
+            }],
+        );
+    }
+}

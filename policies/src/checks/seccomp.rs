@@ -1,0 +1,160 @@
+//! PSP's seccomp annotations, as fields: allowed profiles, a default, and (restricted) a
+//! profile required on every container. The legacy annotations are judged too.
+
+use serde_json::{Map, Value};
+
+use super::support::{
+    default_profile, judge_profiles, profile_from_annotation, profile_name, ProfileSite,
+};
+use super::{Check, Findings};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "seccomp",
+    summary: "seccomp profiles must be allowed (and present, where required)",
+    evaluate,
+    apply_default: Some(apply_default),
+};
+
+const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+const CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+
+fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
+    let Some(rule) = &class.controls.seccomp else {
+        return;
+    };
+    let pod_site = pod
+        .pod_security()
+        .and_then(|p| p.seccomp_profile.as_ref())
+        .map(|p| ProfileSite {
+            profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
+            path: pod.path("securityContext.seccompProfile.type"),
+        })
+        .or_else(|| {
+            pod.annotations.get(POD_ANNOTATION).map(|v| ProfileSite {
+                profile: profile_from_annotation(v),
+                path: pod.metadata_path(&format!("annotations[{POD_ANNOTATION}]")),
+            })
+        });
+    let containers = pod.containers().map(|c| {
+        let own = c
+            .security
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| ProfileSite {
+                profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
+                path: c.path("securityContext.seccompProfile.type"),
+            })
+            .or_else(|| {
+                let key = format!("{CONTAINER_ANNOTATION_PREFIX}{}", c.name);
+                pod.annotations.get(&key).map(|v| ProfileSite {
+                    profile: profile_from_annotation(v),
+                    path: pod.metadata_path(&format!("annotations[{key}]")),
+                })
+            });
+        (c, own)
+    });
+    judge_profiles(rule, "seccomp", "seccompProfile", pod_site, containers, out);
+}
+
+fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+    if let Some(rule) = &class.controls.seccomp {
+        default_profile(spec, rule, "seccompProfile");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, run_defaults, Case, DefaultCase, CASE};
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case { name: "baseline: unset", policy: "bundle: baseline", ..CASE },
+                Case {
+                    name: "baseline: Unconfined pod",
+                    policy: "bundle: baseline",
+                    pod: "{securityContext: {seccompProfile: {type: Unconfined}}, containers: [{name: a}]}",
+                    expect: &["spec.securityContext.seccompProfile.type"],
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: unset",
+                    policy: "bundle: restricted",
+                    expect: &["spec.containers[0].securityContext.seccompProfile"],
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: pod RuntimeDefault",
+                    policy: "bundle: restricted",
+                    pod: "{securityContext: {seccompProfile: {type: RuntimeDefault}}, containers: [{name: a}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: per-container Localhost",
+                    policy: "bundle: restricted",
+                    pod: "{containers: [{name: a, securityContext: {seccompProfile: {type: Localhost, localhostProfile: p.json}}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "restricted: container Unconfined beats pod default",
+                    policy: "bundle: restricted",
+                    pod: "{securityContext: {seccompProfile: {type: RuntimeDefault}}, containers: [{name: a, securityContext: {seccompProfile: {type: Unconfined}}}]}",
+                    expect: &["spec.containers[0].securityContext.seccompProfile.type"],
+                    ..CASE
+                },
+                Case {
+                    name: "only a named local profile",
+                    policy: "controls: {seccomp: {allowedProfiles: [Localhost/tess.json]}}",
+                    pod: "{containers: [{name: a, securityContext: {seccompProfile: {type: Localhost, localhostProfile: other.json}}}]}",
+                    expect: &["spec.containers[0].securityContext.seccompProfile.type"],
+                    ..CASE
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn legacy_annotation_is_judged() {
+        use crate::classify::{PodClass, StringMap};
+        let class = crate::checks::testing::class_policy("bundle: baseline");
+        let meta = serde_json::json!({"annotations": {POD_ANNOTATION: "unconfined"}});
+        let spec =
+            serde_json::from_value(serde_json::json!({"containers": [{"name": "a"}]})).unwrap();
+        let pod = PodSubject {
+            spec: &spec,
+            base: "spec",
+            meta_base: "metadata",
+            labels: StringMap::default(),
+            annotations: StringMap::of(Some(&meta), "annotations"),
+            class: PodClass::User,
+            requester_tenant: None,
+            label_tenant: None,
+            tenant_label_key: "hub.jupyter.org/username",
+        };
+        let mut out = Findings::default();
+        evaluate(&pod, &class, &mut out);
+        let found = out.into_vec();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].path,
+            format!("metadata.annotations[{POD_ANNOTATION}]")
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        run_defaults(
+            &CHECK,
+            &[DefaultCase {
+                name: "RuntimeDefault on the pod",
+                policy: "bundle: restricted",
+                pod: "{securityContext: {fsGroup: 100}, containers: [{name: a}]}",
+                want: "{securityContext: {fsGroup: 100, seccompProfile: {type: RuntimeDefault}}, containers: [{name: a}]}",
+            }],
+        );
+    }
+}

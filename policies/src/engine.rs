@@ -1,0 +1,259 @@
+//! Judging an object: find its pod specs, decide class and tenant from the requester, run every
+//! check, and attach each finding's mode. Also computes the PSP-style defaults patch.
+
+use k8s_openapi::api::core::v1::PodSpec;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::checks::{Findings, CHECKS};
+use crate::classify::{class_from_labels, classify, PodClass, Standing, StringMap};
+use crate::model::Mode;
+use crate::objects::{layout, walk_mut, Layout, SpecSite};
+use crate::pod::PodSubject;
+use crate::policy::{ClassPolicy, Policy, Requester};
+
+/// What an object is judged in the context of.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub namespace: &'a str,
+    pub requester: Option<&'a Requester>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ObjectError {
+    #[error("the object has no apiVersion and kind")]
+    NotAnObject,
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub mode: Mode,
+    pub pod_class: PodClass,
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// One pod spec of the object, as judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgedPod {
+    pub path: &'static str,
+    pub class: PodClass,
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The policy does not govern the namespace.
+    Namespace,
+    /// The kind has no pod spec hubguard judges.
+    Kind,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Namespace => "namespace not governed by the policy",
+            Skip::Kind => "kind not judged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Review {
+    pub skipped: Option<Skip>,
+    pub pods: Vec<JudgedPod>,
+    pub violations: Vec<Violation>,
+}
+
+impl Review {
+    /// Allowed unless some violation is enforced.
+    pub fn allowed(&self) -> bool {
+        !self.violations.iter().any(|v| v.mode == Mode::Enforce)
+    }
+}
+
+fn type_of(object: &Value) -> Result<(&str, &str), ObjectError> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    let kind = object.get("kind").and_then(Value::as_str);
+    match (api_version, kind) {
+        (Some(a), Some(k)) => Ok((a, k)),
+        _ => Err(ObjectError::NotAnObject),
+    }
+}
+
+fn parse_spec(value: &Value, base: &str) -> Result<PodSpec, ObjectError> {
+    // The plain deserialiser is the fast path; the tracking one only runs to explain a failure.
+    PodSpec::deserialize(value).map_err(|_| {
+        let err = serde_path_to_error::deserialize::<_, PodSpec>(value)
+            .err()
+            .map(|e| (e.path().to_string(), e.inner().to_string()));
+        let (path, message) = err.unwrap_or_else(|| (".".into(), "not a pod spec".into()));
+        ObjectError::Invalid {
+            path: if path == "." {
+                base.to_string()
+            } else {
+                format!("{base}.{path}")
+            },
+            message,
+        }
+    })
+}
+
+impl Policy {
+    fn governed_layout(
+        &self,
+        object: &Value,
+        request: &Request<'_>,
+    ) -> Result<Result<&'static Layout, Skip>, ObjectError> {
+        let (api_version, kind) = type_of(object)?;
+        let Some(layout) = layout(api_version, kind) else {
+            return Ok(Err(Skip::Kind));
+        };
+        if !self.governs(request.namespace) {
+            return Ok(Err(Skip::Namespace));
+        }
+        Ok(Ok(layout))
+    }
+
+    fn class_of(
+        &self,
+        layout: &Layout,
+        site: &SpecSite,
+        object: &Value,
+        standing: &Standing,
+    ) -> PodClass {
+        let labels = StringMap::of(site.metadata(object), "labels");
+        let claimed = layout.class.unwrap_or_else(|| class_from_labels(labels));
+        classify(claimed, standing)
+    }
+
+    fn label_tenant<'v>(&self, labels: StringMap<'v>) -> Option<&'v str> {
+        self.tenant_labels.iter().find_map(|key| labels.get(key))
+    }
+
+    /// Judges an object as it arrives. Pods are judged as they are (the API server has already
+    /// run the mutating webhook); workloads and Dask resources are judged as the pods they will
+    /// create, so with their class's defaults applied.
+    pub fn review(&self, object: &Value, request: &Request<'_>) -> Result<Review, ObjectError> {
+        let layout = match self.governed_layout(object, request)? {
+            Ok(layout) => layout,
+            Err(skip) => {
+                return Ok(Review {
+                    skipped: Some(skip),
+                    ..Review::default()
+                })
+            }
+        };
+        let standing = self.standing(request.requester);
+        let mut review = Review::default();
+        for site in layout.sites {
+            let Some(spec_value) = site.locate(object) else {
+                if site.required {
+                    return Err(ObjectError::Invalid {
+                        path: site.base.to_string(),
+                        message: "missing: the object has no pod spec".into(),
+                    });
+                }
+                continue;
+            };
+            let class = self.class_of(layout, site, object, &standing);
+            let class_policy = self.class(class);
+            let defaulted;
+            let spec_value = match class_policy {
+                Some(cp) if cp.mutate && layout.kind != "Pod" => {
+                    defaulted = with_defaults(spec_value, cp);
+                    &defaulted
+                }
+                _ => spec_value,
+            };
+            let spec = parse_spec(spec_value, site.base)?;
+            let metadata = site.metadata(object);
+            let labels = StringMap::of(metadata, "labels");
+            let label_tenant = self.label_tenant(labels);
+            let pod = PodSubject {
+                spec: &spec,
+                base: site.base,
+                meta_base: site.meta_base,
+                labels,
+                annotations: StringMap::of(metadata, "annotations"),
+                class,
+                requester_tenant: standing.tenant.as_deref(),
+                label_tenant,
+                tenant_label_key: self.tenant_labels.first().map_or("", String::as_str),
+            };
+            review.pods.push(JudgedPod {
+                path: site.base,
+                class,
+                tenant: pod.tenant().map(str::to_string),
+            });
+            if let Some(cp) = class_policy {
+                judge(&pod, cp, &mut review.violations);
+            }
+        }
+        Ok(review)
+    }
+
+    /// The JSON patch that sets the PSP-style defaults on a pod, for classes that mutate.
+    /// Only pods are mutated: workloads' pods are mutated when they are created.
+    pub fn defaults_patch(
+        &self,
+        object: &Value,
+        request: &Request<'_>,
+    ) -> Result<Option<json_patch::Patch>, ObjectError> {
+        let Ok(layout) = self.governed_layout(object, request)? else {
+            return Ok(None);
+        };
+        if layout.kind != "Pod" {
+            return Ok(None);
+        }
+        let standing = self.standing(request.requester);
+        let mut mutated = object.clone();
+        for site in layout.sites {
+            let class = self.class_of(layout, site, object, &standing);
+            let Some(cp) = self.class(class).filter(|cp| cp.mutate) else {
+                continue;
+            };
+            if let Some(spec) = walk_mut(&mut mutated, site.base).and_then(Value::as_object_mut) {
+                apply_defaults(spec, cp);
+            }
+        }
+        let patch = json_patch::diff(object, &mutated);
+        Ok((!patch.0.is_empty()).then_some(patch))
+    }
+}
+
+fn apply_defaults(spec: &mut serde_json::Map<String, Value>, class: &ClassPolicy) {
+    for check in CHECKS {
+        if let Some(apply) = check.apply_default {
+            apply(spec, class);
+        }
+    }
+}
+
+fn with_defaults(spec: &Value, class: &ClassPolicy) -> Value {
+    let mut copy = spec.clone();
+    if let Some(map) = copy.as_object_mut() {
+        apply_defaults(map, class);
+    }
+    copy
+}
+
+fn judge(pod: &PodSubject<'_>, class: &ClassPolicy, violations: &mut Vec<Violation>) {
+    let mut findings = Findings::default();
+    for check in CHECKS {
+        findings.start(check.id);
+        (check.evaluate)(pod, class, &mut findings);
+    }
+    violations.extend(findings.into_vec().into_iter().map(|f| Violation {
+        rule: f.rule,
+        mode: class.mode_for(f.rule),
+        pod_class: pod.class,
+        path: f.path,
+        message: f.message,
+        fix: f.fix,
+    }));
+}

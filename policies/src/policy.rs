@@ -1,0 +1,480 @@
+//! Loading, validating and compiling a policy document. A policy that fails here is refused
+//! whole, with every problem named by its field path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use regex::Regex;
+
+use crate::bundles::{bundle, NON_HOST_VOLUME_TYPES};
+use crate::checks::is_rule_id;
+use crate::classify::{PodClass, Standing};
+use crate::controls::{
+    Controls, GroupRule, GroupStrategy, IdRange, ProfileRule, SeLinuxStrategy, UserRule,
+};
+use crate::egress::{validate_network, validate_rules, EgressRule, NetworkSpec};
+use crate::image::validate_pattern;
+use crate::model::{ClassSpec, ImageRules, Mode, PolicyDocument, TenantVolumes, API_VERSION, KIND};
+use crate::quantity::parse_quantity;
+use crate::validate::{FieldError, FieldErrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: cannot read the policy: {error}")]
+    Read {
+        file: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{file}: {path}: {message}")]
+    Parse {
+        file: String,
+        path: String,
+        message: String,
+    },
+    #[error("{file}: the policy is invalid:\n{}", list(errors))]
+    Invalid {
+        file: String,
+        errors: Vec<FieldError>,
+    },
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Who is asking: the username and groups from the API server's `userInfo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requester {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+/// A cap on a resource: its value in base units and as the operator wrote it.
+#[derive(Debug, Clone)]
+pub struct Cap {
+    pub value: f64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceLimits {
+    pub require_limits: bool,
+    pub max_cpu: Option<Cap>,
+    pub max_memory: Option<Cap>,
+}
+
+/// One class's rules, ready for the checks.
+#[derive(Debug, Clone)]
+pub struct ClassPolicy {
+    pub class: PodClass,
+    pub mode: Mode,
+    modes: BTreeMap<String, Mode>,
+    pub mutate: bool,
+    pub controls: Controls,
+    pub volumes: Option<TenantVolumes>,
+    pub images: Option<ImageRules>,
+    pub resources: Option<ResourceLimits>,
+    pub egress: Vec<EgressRule>,
+}
+
+impl ClassPolicy {
+    pub fn mode_for(&self, rule: &str) -> Mode {
+        self.modes.get(rule).copied().unwrap_or(self.mode)
+    }
+
+    /// Compiles a class spec; `path` is where it sits in the document, for error messages.
+    pub fn compile(class: PodClass, spec: ClassSpec, path: &str) -> Result<Self, Vec<FieldError>> {
+        let mut errs = FieldErrors::default();
+        for rule in spec.modes.keys() {
+            if !is_rule_id(rule) {
+                errs.push(
+                    format!("{path}.modes.{rule}"),
+                    format!(
+                        "unknown rule '{rule}'; rules are: {}",
+                        crate::checks::rule_ids().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+        let controls = normalise_controls(spec.controls.over(bundle(spec.bundle)));
+        validate_controls(&controls, &format!("{path}.controls"), &mut errs);
+        if let Some(images) = &spec.images {
+            if images.allowed.is_empty() {
+                errs.push(
+                    format!("{path}.images.allowed"),
+                    "list at least one repository",
+                );
+            }
+            for (i, pattern) in images.allowed.iter().enumerate() {
+                if let Err(e) = validate_pattern(pattern) {
+                    errs.push(format!("{path}.images.allowed[{i}]"), e);
+                }
+            }
+        }
+        let resources = spec.resources.as_ref().map(|r| {
+            let mut cap = |field: &str, text: &Option<String>| {
+                let text = text.as_ref()?;
+                match parse_quantity(text) {
+                    Ok(value) => Some(Cap {
+                        value,
+                        text: text.clone(),
+                    }),
+                    Err(e) => {
+                        errs.push(format!("{path}.resources.{field}"), e);
+                        None
+                    }
+                }
+            };
+            ResourceLimits {
+                require_limits: r.require_limits,
+                max_cpu: cap("maxCpu", &r.max_cpu),
+                max_memory: cap("maxMemory", &r.max_memory),
+            }
+        });
+        validate_rules(&spec.egress, &format!("{path}.egress"), &mut errs);
+        if !errs.is_empty() {
+            return Err(errs.into_vec());
+        }
+        Ok(ClassPolicy {
+            class,
+            mode: spec.mode,
+            modes: spec.modes,
+            mutate: spec.mutate,
+            controls,
+            volumes: spec.volumes,
+            images: spec.images,
+            resources,
+            egress: spec.egress,
+        })
+    }
+}
+
+/// Profile names in one spelling (legacy PSP annotation values accepted) and capabilities
+/// without the `CAP_` prefix, so the checks compare plain strings.
+fn normalise_controls(mut c: Controls) -> Controls {
+    fn profile(name: &mut String) {
+        let canonical = match name.as_str() {
+            "runtime/default" | "docker/default" => "RuntimeDefault".to_string(),
+            "unconfined" => "Unconfined".to_string(),
+            "localhost/*" => "Localhost/*".to_string(),
+            other => match other.strip_prefix("localhost/") {
+                Some(rest) => format!("Localhost/{rest}"),
+                None => return,
+            },
+        };
+        *name = canonical;
+    }
+    for rule in [c.seccomp.as_mut(), c.app_armor.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        rule.allowed_profiles.iter_mut().for_each(profile);
+        rule.default_profile.iter_mut().for_each(profile);
+    }
+    for caps in [
+        c.allowed_capabilities.as_mut(),
+        c.required_drop_capabilities.as_mut(),
+        c.default_add_capabilities.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for cap in caps.iter_mut() {
+            let upper = cap.to_ascii_uppercase();
+            *cap = upper
+                .strip_prefix("CAP_")
+                .map(str::to_string)
+                .unwrap_or(upper);
+        }
+    }
+    c
+}
+
+fn validate_ranges(ranges: &[IdRange], path: &str, bounds: (i64, i64), errs: &mut FieldErrors) {
+    for (i, r) in ranges.iter().enumerate() {
+        if r.min > r.max {
+            errs.push(
+                format!("{path}[{i}]"),
+                format!("min {} is above max {}", r.min, r.max),
+            );
+        }
+        if r.min < bounds.0 || r.max > bounds.1 {
+            errs.push(
+                format!("{path}[{i}]"),
+                format!("must lie within {}-{}", bounds.0, bounds.1),
+            );
+        }
+    }
+}
+
+const ID_BOUNDS: (i64, i64) = (0, u32::MAX as i64);
+
+fn validate_group(rule: &Option<GroupRule>, path: &str, errs: &mut FieldErrors) {
+    if let Some(rule) = rule {
+        if rule.rule != GroupStrategy::RunAsAny && rule.ranges.is_empty() {
+            errs.push(
+                format!("{path}.ranges"),
+                format!("{:?} needs at least one range", rule.rule),
+            );
+        }
+        validate_ranges(&rule.ranges, &format!("{path}.ranges"), ID_BOUNDS, errs);
+    }
+}
+
+fn validate_profiles(rule: &Option<ProfileRule>, path: &str, errs: &mut FieldErrors) {
+    let Some(rule) = rule else { return };
+    let valid = |p: &str| {
+        matches!(p, "RuntimeDefault" | "Unconfined")
+            || p.strip_prefix("Localhost/")
+                .is_some_and(|rest| !rest.is_empty())
+    };
+    for (i, p) in rule.allowed_profiles.iter().enumerate() {
+        if !valid(p) {
+            errs.push(
+                format!("{path}.allowedProfiles[{i}]"),
+                format!("'{p}' is not RuntimeDefault, Unconfined or Localhost/<name>"),
+            );
+        }
+    }
+    if let Some(default) = &rule.default_profile {
+        if !crate::checks::profile_is_allowed(&rule.allowed_profiles, default) {
+            errs.push(
+                format!("{path}.defaultProfile"),
+                format!("'{default}' is not among the allowed profiles"),
+            );
+        }
+    }
+}
+
+fn validate_controls(c: &Controls, path: &str, errs: &mut FieldErrors) {
+    if let Some(ports) = &c.host_ports {
+        validate_ranges(ports, &format!("{path}.hostPorts"), (0, 65535), errs);
+    }
+    for (i, v) in c.volumes.iter().flatten().enumerate() {
+        if v != "*" && v != "hostPath" && !NON_HOST_VOLUME_TYPES.contains(&v.as_str()) {
+            errs.push(
+                format!("{path}.volumes[{i}]"),
+                format!("'{v}' is not a volume type"),
+            );
+        }
+    }
+    for (i, p) in c.allowed_host_paths.iter().flatten().enumerate() {
+        if !p.path_prefix.starts_with('/') {
+            errs.push(
+                format!("{path}.allowedHostPaths[{i}].pathPrefix"),
+                format!("'{}' is not an absolute path", p.path_prefix),
+            );
+        }
+    }
+    if let Some(rule) = &c.run_as_user {
+        if rule.rule == UserRule::MustRunAs && rule.ranges.is_empty() {
+            errs.push(
+                format!("{path}.runAsUser.ranges"),
+                "MustRunAs needs at least one range",
+            );
+        }
+        validate_ranges(
+            &rule.ranges,
+            &format!("{path}.runAsUser.ranges"),
+            ID_BOUNDS,
+            errs,
+        );
+    }
+    validate_group(&c.run_as_group, &format!("{path}.runAsGroup"), errs);
+    validate_group(
+        &c.supplemental_groups,
+        &format!("{path}.supplementalGroups"),
+        errs,
+    );
+    validate_group(&c.fs_group, &format!("{path}.fsGroup"), errs);
+    if let Some(se) = &c.se_linux {
+        if se.rule == SeLinuxStrategy::MustRunAs && se.se_linux_options.is_none() {
+            errs.push(
+                format!("{path}.seLinux.seLinuxOptions"),
+                "MustRunAs needs seLinuxOptions",
+            );
+        }
+        if se.rule == SeLinuxStrategy::AllowedTypes && se.allowed_types.is_empty() {
+            errs.push(
+                format!("{path}.seLinux.allowedTypes"),
+                "AllowedTypes needs at least one type",
+            );
+        }
+    }
+    for (i, t) in c.allowed_proc_mount_types.iter().flatten().enumerate() {
+        if t != "Default" && t != "Unmasked" {
+            errs.push(
+                format!("{path}.allowedProcMountTypes[{i}]"),
+                format!("'{t}' is neither Default nor Unmasked"),
+            );
+        }
+    }
+    for (field, caps) in [
+        ("allowedCapabilities", &c.allowed_capabilities),
+        ("requiredDropCapabilities", &c.required_drop_capabilities),
+        ("defaultAddCapabilities", &c.default_add_capabilities),
+    ] {
+        for (i, cap) in caps.iter().flatten().enumerate() {
+            let well_formed = cap == "*"
+                || (!cap.is_empty() && cap.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+            if !well_formed {
+                errs.push(
+                    format!("{path}.{field}[{i}]"),
+                    format!("'{cap}' is not a capability name"),
+                );
+            }
+        }
+    }
+    validate_profiles(&c.seccomp, &format!("{path}.seccomp"), errs);
+    validate_profiles(&c.app_armor, &format!("{path}.appArmor"), errs);
+    if let Some(rc) = &c.runtime_class {
+        if let Some(default) = &rc.default_runtime_class_name {
+            let allowed = &rc.allowed_runtime_class_names;
+            if !allowed.iter().any(|a| a == "*" || a == default) {
+                errs.push(
+                    format!("{path}.runtimeClass.defaultRuntimeClassName"),
+                    format!("'{default}' is not among allowedRuntimeClassNames"),
+                );
+            }
+        }
+    }
+}
+
+/// A compiled policy: what the webhook, `hubguard check` and the node agent consult.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub document: PolicyDocument,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    trusted_requesters: HashSet<String>,
+    trusted_groups: HashSet<String>,
+    tenant_patterns: Vec<Regex>,
+    pub tenant_labels: Vec<String>,
+    classes: [Option<ClassPolicy>; 4],
+    pub network: NetworkSpec,
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
+            file: file.clone(),
+            error,
+        })?;
+        Policy::from_yaml(&text, &file)
+    }
+
+    /// `file` names the source in error messages.
+    pub fn from_yaml(text: &str, file: &str) -> Result<Policy, PolicyError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let document: PolicyDocument =
+            serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Parse {
+                file: file.to_string(),
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        Policy::compile(document).map_err(|errors| PolicyError::Invalid {
+            file: file.to_string(),
+            errors,
+        })
+    }
+
+    pub fn compile(document: PolicyDocument) -> Result<Policy, Vec<FieldError>> {
+        let mut errs = FieldErrors::default();
+        if document.api_version != API_VERSION {
+            errs.push(
+                "apiVersion",
+                format!("expected {API_VERSION}, found {}", document.api_version),
+            );
+        }
+        if document.kind != KIND {
+            errs.push("kind", format!("expected {KIND}, found {}", document.kind));
+        }
+        if document.metadata.name.trim().is_empty() {
+            errs.push("metadata.name", "must not be empty");
+        }
+        let spec = &document.spec;
+        let mut tenant_patterns = Vec::new();
+        for (i, pattern) in spec.tenancy.requester_patterns.iter().enumerate() {
+            let path = format!("spec.tenancy.requesterPatterns[{i}]");
+            match Regex::new(pattern) {
+                Ok(re) if re.capture_names().flatten().any(|n| n == "tenant") => {
+                    tenant_patterns.push(re)
+                }
+                Ok(_) => errs.push(path, "needs a named group (?P<tenant>...)"),
+                Err(e) => errs.push(path, format!("not a regular expression: {e}")),
+            }
+        }
+        if spec.tenancy.tenant_labels.is_empty() {
+            errs.push("spec.tenancy.tenantLabels", "list at least one label key");
+        }
+        validate_network(&spec.network, "spec.network", &mut errs);
+        let specs = [
+            (PodClass::User, &spec.classes.user),
+            (PodClass::Dask, &spec.classes.dask),
+            (PodClass::Platform, &spec.classes.platform),
+            (PodClass::Other, &spec.classes.other),
+        ];
+        let mut classes: [Option<ClassPolicy>; 4] = Default::default();
+        for (class, class_spec) in specs {
+            if let Some(class_spec) = class_spec {
+                let path = format!("spec.classes.{}", class.as_str());
+                match ClassPolicy::compile(class, class_spec.clone(), &path) {
+                    Ok(compiled) => classes[class.index()] = Some(compiled),
+                    Err(errors) => errors
+                        .into_iter()
+                        .for_each(|e| errs.push(e.path, e.message)),
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs.into_vec());
+        }
+        Ok(Policy {
+            name: document.metadata.name.clone(),
+            include: spec.namespaces.include.clone(),
+            exclude: spec.namespaces.exclude.clone(),
+            trusted_requesters: spec.trust.requesters.iter().cloned().collect(),
+            trusted_groups: spec.trust.groups.iter().cloned().collect(),
+            tenant_patterns,
+            tenant_labels: spec.tenancy.tenant_labels.clone(),
+            classes,
+            network: spec.network.clone(),
+            document,
+        })
+    }
+
+    pub fn governs(&self, namespace: &str) -> bool {
+        !self.exclude.iter().any(|n| n == namespace)
+            && (self.include.is_empty() || self.include.iter().any(|n| n == namespace))
+    }
+
+    pub fn class(&self, class: PodClass) -> Option<&ClassPolicy> {
+        self.classes[class.index()].as_ref()
+    }
+
+    /// What the policy makes of a requester. With no requester (offline) nothing is trusted.
+    pub fn standing(&self, requester: Option<&Requester>) -> Standing {
+        let Some(r) = requester else {
+            return Standing::default();
+        };
+        let trusted = self.trusted_requesters.contains(&r.username)
+            || r.groups.iter().any(|g| self.trusted_groups.contains(g));
+        let tenant = if trusted {
+            None
+        } else {
+            self.tenant_patterns.iter().find_map(|re| {
+                re.captures(&r.username)
+                    .and_then(|c| c.name("tenant"))
+                    .map(|m| m.as_str().to_string())
+            })
+        };
+        Standing { trusted, tenant }
+    }
+}
