@@ -21,6 +21,14 @@ impl<'a> StringMap<'a> {
         self.0?.get(key)?.as_str()
     }
 
+    /// The value at `<prefix><name>`, found without building the key.
+    pub fn get_prefixed(&self, prefix: &str, name: &str) -> Option<(&'a str, &'a str)> {
+        self.0?.iter().find_map(|(k, v)| {
+            let rest = k.strip_prefix(prefix)?;
+            (rest == name).then_some((k.as_str(), v.as_str()?))
+        })
+    }
+
     pub fn has_key_prefix(&self, prefix: &str) -> bool {
         self.0
             .is_some_and(|m| m.keys().any(|k| k.starts_with(prefix)))

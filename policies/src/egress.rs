@@ -32,7 +32,7 @@ pub const PRIVATE_RANGES: &[&str] = &[
     "ff00::/8",
 ];
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
     #[serde(default, rename = "clusterDNS")]
@@ -40,15 +40,6 @@ pub struct NetworkSpec {
     /// The cluster DNS answers on the metadata address, port 53 (GKE): allow exactly that.
     #[serde(default, rename = "metadataServerDNS")]
     pub metadata_server_dns: bool,
-}
-
-impl Default for NetworkSpec {
-    fn default() -> Self {
-        NetworkSpec {
-            cluster_dns: ClusterDns::default(),
-            metadata_server_dns: false,
-        }
-    }
 }
 
 /// Where pods may send DNS queries. Fixed `addresses` win; otherwise the node agent reads the

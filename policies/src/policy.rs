@@ -373,12 +373,20 @@ impl Policy {
     /// `file` names the source in error messages.
     pub fn from_yaml(text: &str, file: &str) -> Result<Policy, PolicyError> {
         let de = serde_norway::Deserializer::from_str(text);
-        let document: PolicyDocument =
-            serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Parse {
+        let document: PolicyDocument = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            // serde_norway may already lead with the path; say it once.
+            let message = inner
+                .strip_prefix(&format!("{path}: "))
+                .map(str::to_string)
+                .unwrap_or(inner);
+            PolicyError::Parse {
                 file: file.to_string(),
-                path: e.path().to_string(),
-                message: e.inner().to_string(),
-            })?;
+                path,
+                message,
+            }
+        })?;
         Policy::compile(document).map_err(|errors| PolicyError::Invalid {
             file: file.to_string(),
             errors,

@@ -3,9 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::support::{
-    default_profile, judge_profiles, profile_from_annotation, profile_name, ProfileSite,
-};
+use super::support::{default_profile, judge_profiles, Profile, ProfileSite, Site};
 use super::{Check, Findings};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
@@ -27,22 +25,30 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
         .pod_security()
         .and_then(|p| p.app_armor_profile.as_ref())
         .map(|p| ProfileSite {
-            profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
-            path: pod.path("securityContext.appArmorProfile.type"),
+            profile: Profile {
+                kind: &p.type_,
+                localhost: p.localhost_profile.as_deref(),
+            },
+            site: Site::Pod,
         });
     let containers = pod.containers().map(|c| {
         let own = c
             .security
             .and_then(|s| s.app_armor_profile.as_ref())
             .map(|p| ProfileSite {
-                profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
-                path: c.path("securityContext.appArmorProfile.type"),
+                profile: Profile {
+                    kind: &p.type_,
+                    localhost: p.localhost_profile.as_deref(),
+                },
+                site: Site::Container,
             })
             .or_else(|| {
-                let key = format!("{CONTAINER_ANNOTATION_PREFIX}{}", c.name);
-                pod.annotations.get(&key).map(|v| ProfileSite {
-                    profile: profile_from_annotation(v),
-                    path: pod.metadata_path(&format!("annotations[{key}]")),
+                let (key, value) = pod
+                    .annotations
+                    .get_prefixed(CONTAINER_ANNOTATION_PREFIX, c.name)?;
+                Some(ProfileSite {
+                    profile: Profile::from_annotation(value),
+                    site: Site::Annotation(key),
                 })
             });
         (c, own)
@@ -51,6 +57,7 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
         rule,
         "AppArmor",
         "appArmorProfile",
+        pod,
         pod_site,
         containers,
         out,

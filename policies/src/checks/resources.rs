@@ -27,12 +27,12 @@ fn judge_cap(
         let Some(Quantity(text)) = values.and_then(|v| v.get(resource)) else {
             continue;
         };
-        let path = format!("resources.{list}.{resource}");
+        let path = || format!("resources.{list}.{resource}");
         match parse_quantity(text) {
             Ok(value) if value <= cap.value => {}
             Ok(_) => out.add_for(
                 c,
-                &path,
+                &path(),
                 format!(
                     "container '{}' asks for {resource} {text} in {list}, above the cap of {}",
                     c.name, cap.text
@@ -41,7 +41,7 @@ fn judge_cap(
             ),
             Err(e) => out.add_for(
                 c,
-                &path,
+                &path(),
                 format!("container '{}': {e}", c.name),
                 "write a Kubernetes quantity such as 500m or 4Gi",
             ),

@@ -22,14 +22,14 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     for c in pod.containers() {
         let gid = c.effective(pod_sc, |s| s.run_as_group, |p| p.run_as_group);
         if let Some((message, fix)) = group_complaint(rule, gid, "runAsGroup") {
-            let path = if pod_sc.and_then(|p| p.run_as_group).is_some()
+            let message = format!("container '{}': {message}", c.name);
+            if pod_sc.and_then(|p| p.run_as_group).is_some()
                 && c.security.and_then(|s| s.run_as_group).is_none()
             {
-                pod.path("securityContext.runAsGroup")
+                out.add(pod.path("securityContext.runAsGroup"), message, fix);
             } else {
-                c.path("securityContext.runAsGroup")
-            };
-            out.add(path, format!("container '{}': {message}", c.name), fix);
+                out.add_for(&c, "securityContext.runAsGroup", message, fix);
+            }
         }
     }
 }

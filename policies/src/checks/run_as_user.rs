@@ -24,21 +24,24 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let pod_sc = pod.pod_security();
     for c in pod.containers() {
         let uid = c.effective(pod_sc, |s| s.run_as_user, |p| p.run_as_user);
+        let own_uid = c.security.and_then(|s| s.run_as_user).is_some();
         // Point at the field that set the value: the container's own, else the pod's.
-        let uid_path = if c.security.and_then(|s| s.run_as_user).is_some() {
-            c.path("securityContext.runAsUser")
-        } else {
-            pod.path("securityContext.runAsUser")
+        let complain = |out: &mut Findings, message: String, fix: String| {
+            if own_uid {
+                out.add_for(&c, "securityContext.runAsUser", message, fix);
+            } else {
+                out.add(pod.path("securityContext.runAsUser"), message, fix);
+            }
         };
         match rule.rule {
             UserRule::RunAsAny => {}
             UserRule::MustRunAsNonRoot => {
                 let non_root = c.effective(pod_sc, |s| s.run_as_non_root, |p| p.run_as_non_root);
                 if uid == Some(0) {
-                    out.add(
-                        uid_path,
+                    complain(
+                        out,
                         format!("container '{}' runs as uid 0 (root)", c.name),
-                        "set runAsUser to a non-zero uid (z2jh: singleuser.uid: 1000)",
+                        "set runAsUser to a non-zero uid (z2jh: singleuser.uid: 1000)".into(),
                     );
                 } else if non_root != Some(true) && uid.is_none() {
                     out.add_for(
@@ -53,22 +56,27 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
                 }
             }
             UserRule::MustRunAs => {
-                let ranges = describe_ranges(&rule.ranges);
+                let ranges = || describe_ranges(&rule.ranges);
                 match uid {
                     Some(id) if in_ranges(&rule.ranges, id) => {}
-                    Some(id) => out.add(
-                        uid_path,
-                        format!("container '{}' runs as uid {id}, outside {ranges}", c.name),
-                        format!("set runAsUser to a uid in {ranges}"),
+                    Some(id) => complain(
+                        out,
+                        format!(
+                            "container '{}' runs as uid {id}, outside {}",
+                            c.name,
+                            ranges()
+                        ),
+                        format!("set runAsUser to a uid in {}", ranges()),
                     ),
                     None => out.add_for(
                         &c,
                         "securityContext.runAsUser",
                         format!(
-                            "container '{}' sets no uid; the policy requires one in {ranges}",
-                            c.name
+                            "container '{}' sets no uid; the policy requires one in {}",
+                            c.name,
+                            ranges()
                         ),
-                        format!("set runAsUser to a uid in {ranges}"),
+                        format!("set runAsUser to a uid in {}", ranges()),
                     ),
                 }
             }

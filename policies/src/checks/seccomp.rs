@@ -3,9 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::support::{
-    default_profile, judge_profiles, profile_from_annotation, profile_name, ProfileSite,
-};
+use super::support::{default_profile, judge_profiles, Profile, ProfileSite, Site};
 use super::{Check, Findings};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
@@ -28,13 +26,16 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
         .pod_security()
         .and_then(|p| p.seccomp_profile.as_ref())
         .map(|p| ProfileSite {
-            profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
-            path: pod.path("securityContext.seccompProfile.type"),
+            profile: Profile {
+                kind: &p.type_,
+                localhost: p.localhost_profile.as_deref(),
+            },
+            site: Site::Pod,
         })
         .or_else(|| {
             pod.annotations.get(POD_ANNOTATION).map(|v| ProfileSite {
-                profile: profile_from_annotation(v),
-                path: pod.metadata_path(&format!("annotations[{POD_ANNOTATION}]")),
+                profile: Profile::from_annotation(v),
+                site: Site::Annotation(POD_ANNOTATION),
             })
         });
     let containers = pod.containers().map(|c| {
@@ -42,19 +43,32 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             .security
             .and_then(|s| s.seccomp_profile.as_ref())
             .map(|p| ProfileSite {
-                profile: profile_name(&p.type_, p.localhost_profile.as_deref()),
-                path: c.path("securityContext.seccompProfile.type"),
+                profile: Profile {
+                    kind: &p.type_,
+                    localhost: p.localhost_profile.as_deref(),
+                },
+                site: Site::Container,
             })
             .or_else(|| {
-                let key = format!("{CONTAINER_ANNOTATION_PREFIX}{}", c.name);
-                pod.annotations.get(&key).map(|v| ProfileSite {
-                    profile: profile_from_annotation(v),
-                    path: pod.metadata_path(&format!("annotations[{key}]")),
+                let (key, value) = pod
+                    .annotations
+                    .get_prefixed(CONTAINER_ANNOTATION_PREFIX, c.name)?;
+                Some(ProfileSite {
+                    profile: Profile::from_annotation(value),
+                    site: Site::Annotation(key),
                 })
             });
         (c, own)
     });
-    judge_profiles(rule, "seccomp", "seccompProfile", pod_site, containers, out);
+    judge_profiles(
+        rule,
+        "seccomp",
+        "seccompProfile",
+        pod,
+        pod_site,
+        containers,
+        out,
+    );
 }
 
 fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {

@@ -64,16 +64,16 @@ pub fn group_complaint(
     value: Option<i64>,
     what: &str,
 ) -> Option<(String, String)> {
-    let ranges = describe_ranges(&rule.ranges);
+    let ranges = || describe_ranges(&rule.ranges);
     match (rule.rule, value) {
         (GroupStrategy::RunAsAny, _) => None,
         (GroupStrategy::MustRunAs, None) => Some((
-            format!("{what} is not set; the policy requires one in {ranges}"),
-            format!("set {what} to a value in {ranges}"),
+            format!("{what} is not set; the policy requires one in {}", ranges()),
+            format!("set {what} to a value in {}", ranges()),
         )),
         (_, Some(id)) if !in_ranges(&rule.ranges, id) => Some((
-            format!("{what} {id} is outside the allowed range {ranges}"),
-            format!("set {what} to a value in {ranges}"),
+            format!("{what} {id} is outside the allowed range {}", ranges()),
+            format!("set {what} to a value in {}", ranges()),
         )),
         _ => None,
     }
@@ -87,30 +87,72 @@ pub fn group_default(rule: &GroupRule) -> Option<i64> {
     }
 }
 
-/// A profile as a pod names it: `RuntimeDefault`, `Unconfined` or `Localhost/<name>`.
-pub fn profile_name(kind: &str, localhost: Option<&str>) -> String {
-    match kind {
-        "Localhost" => format!("Localhost/{}", localhost.unwrap_or("")),
-        other => other.to_string(),
+/// A profile as a pod names it: the type (`RuntimeDefault`, `Unconfined`, `Localhost`) and,
+/// for `Localhost`, the profile's name. Borrowed from the pod: nothing is allocated unless a
+/// finding is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile<'a> {
+    pub kind: &'a str,
+    pub localhost: Option<&'a str>,
+}
+
+impl<'a> Profile<'a> {
+    /// A legacy annotation value (`runtime/default`, `localhost/x`, `unconfined`).
+    pub fn from_annotation(value: &'a str) -> Self {
+        match value {
+            "runtime/default" | "docker/default" => Profile {
+                kind: "RuntimeDefault",
+                localhost: None,
+            },
+            "unconfined" => Profile {
+                kind: "Unconfined",
+                localhost: None,
+            },
+            other => match other.strip_prefix("localhost/") {
+                Some(name) => Profile {
+                    kind: "Localhost",
+                    localhost: Some(name),
+                },
+                None => Profile {
+                    kind: other,
+                    localhost: None,
+                },
+            },
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self.kind {
+            "Localhost" => format!("Localhost/{}", self.localhost.unwrap_or("")),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether `pattern` (`RuntimeDefault`, `Unconfined`, `Localhost/*`, `Localhost/<name>`)
+    /// covers this profile.
+    pub fn matches(&self, pattern: &str) -> bool {
+        match pattern.strip_prefix("Localhost/") {
+            Some("*") => self.kind == "Localhost",
+            Some(name) => self.kind == "Localhost" && self.localhost == Some(name),
+            None => self.kind == pattern,
+        }
     }
 }
 
-/// Legacy annotation values (`runtime/default`, `localhost/x`, `unconfined`) as profile names.
-pub fn profile_from_annotation(value: &str) -> String {
-    match value {
-        "runtime/default" | "docker/default" => "RuntimeDefault".to_string(),
-        "unconfined" => "Unconfined".to_string(),
-        other => match other.strip_prefix("localhost/") {
-            Some(name) => format!("Localhost/{name}"),
-            None => other.to_string(),
-        },
-    }
-}
-
+/// Whether a profile written as a policy names it (`Localhost/<name>` or a type) is covered by
+/// the allowed list.
 pub fn profile_allowed(allowed: &[String], profile: &str) -> bool {
-    allowed.iter().any(|pattern| {
-        pattern == profile || (pattern == "Localhost/*" && profile.starts_with("Localhost/"))
-    })
+    let parsed = match profile.strip_prefix("Localhost/") {
+        Some(name) => Profile {
+            kind: "Localhost",
+            localhost: Some(name),
+        },
+        None => Profile {
+            kind: profile,
+            localhost: None,
+        },
+    };
+    allowed.iter().any(|p| parsed.matches(p) || p == profile)
 }
 
 /// Capability names compare without case and without a `CAP_` prefix, as container runtimes
@@ -152,9 +194,18 @@ pub fn host_namespace(
 }
 
 /// Where a pod or container names its seccomp or AppArmor profile.
-pub struct ProfileSite {
-    pub profile: String,
-    pub path: String,
+pub enum Site<'a> {
+    /// `securityContext.<field>.type` of the pod.
+    Pod,
+    /// `securityContext.<field>.type` of the container.
+    Container,
+    /// A legacy annotation with this key.
+    Annotation(&'a str),
+}
+
+pub struct ProfileSite<'a> {
+    pub profile: Profile<'a>,
+    pub site: Site<'a>,
 }
 
 /// Judges profiles for seccomp or AppArmor: every named profile must be allowed, and with
@@ -163,33 +214,50 @@ pub fn judge_profiles<'a>(
     rule: &crate::controls::ProfileRule,
     what: &str,
     field: &str,
-    pod_site: Option<ProfileSite>,
-    containers: impl Iterator<Item = (crate::pod::ContainerView<'a>, Option<ProfileSite>)>,
+    pod: &crate::pod::PodSubject<'a>,
+    pod_site: Option<ProfileSite<'a>>,
+    containers: impl Iterator<Item = (crate::pod::ContainerView<'a>, Option<ProfileSite<'a>>)>,
     out: &mut super::Findings,
 ) {
-    let allowed = rule.allowed_profiles.join(", ");
-    let refuse = |site: &ProfileSite, who: &str, out: &mut super::Findings| {
-        out.add(
-            site.path.clone(),
-            format!(
-                "{who} uses {what} profile {}, which is not allowed",
-                site.profile
-            ),
-            format!("use one of: {allowed}"),
+    let allowed = |p: &Profile<'_>| {
+        rule.allowed_profiles
+            .iter()
+            .any(|pattern| p.matches(pattern))
+    };
+    let refuse = |site: &ProfileSite<'_>,
+                  container: Option<&crate::pod::ContainerView<'_>>,
+                  out: &mut super::Findings| {
+        let who = container.map_or("the pod".to_string(), |c| format!("container '{}'", c.name));
+        let message = format!(
+            "{who} uses {what} profile {}, which is not allowed",
+            site.profile.name()
         );
+        let fix = format!("use one of: {}", rule.allowed_profiles.join(", "));
+        match (&site.site, container) {
+            (Site::Annotation(key), _) => out.add(
+                pod.metadata_path(&format!("annotations[{key}]")),
+                message,
+                fix,
+            ),
+            (Site::Container, Some(c)) => {
+                out.add_for(c, &format!("securityContext.{field}.type"), message, fix)
+            }
+            _ => out.add(
+                pod.path(&format!("securityContext.{field}.type")),
+                message,
+                fix,
+            ),
+        }
     };
     if let Some(site) = &pod_site {
-        if !profile_allowed(&rule.allowed_profiles, &site.profile) {
-            refuse(site, "the pod", out);
+        if !allowed(&site.profile) {
+            refuse(site, None, out);
         }
     }
     for (c, site) in containers {
         match site {
-            Some(site) => {
-                if !profile_allowed(&rule.allowed_profiles, &site.profile) {
-                    refuse(&site, &format!("container '{}'", c.name), out);
-                }
-            }
+            Some(site) if !allowed(&site.profile) => refuse(&site, Some(&c), out),
+            Some(_) => {}
             None if rule.required && pod_site.is_none() => out.add_for(
                 &c,
                 &format!("securityContext.{field}"),

@@ -117,7 +117,6 @@ mod tests {
                     requester_tenant: Some("alice"),
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-bob}}]}",
                     expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
-                    ..CASE
                 },
                 Case {
                     name: "shared claim",

@@ -1,0 +1,173 @@
+//! The corpus under tests/corpus: real-world shapes that must pass the tess presets, and
+//! attacks that must be denied, each for the rule its header names. Every file runs through the
+//! real `hubguard check` binary. Headers:
+//!   `# policy: NAME`   the preset (policies/NAME.yaml)
+//!   `# as: USER`       the requester, `# groups: G...` its groups
+//!   `# rule: ID`       (attack) the one enforced violation expected
+//!   `# rules: ID...`   (attack) the set of rules expected, when one shape breaks several
+//!   `# fix: TEXT`      (attack) every fix must contain this
+//!   `# mutations: none` (pass) the shape must pass without any default being set
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Header {
+    policy: String,
+    requester: Option<String>,
+    groups: Vec<String>,
+    rules: Vec<String>,
+    fix: Option<String>,
+    no_mutations: bool,
+}
+
+fn header(path: &Path) -> Header {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut h = Header {
+        policy: String::new(),
+        requester: None,
+        groups: Vec::new(),
+        rules: Vec::new(),
+        fix: None,
+        no_mutations: false,
+    };
+    for line in text.lines().take_while(|l| l.starts_with('#')) {
+        let Some((key, value)) = line.trim_start_matches('#').trim().split_once(": ") else {
+            continue;
+        };
+        let words = || {
+            value
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        match key {
+            "policy" => h.policy = value.to_string(),
+            "as" => h.requester = Some(value.to_string()),
+            "groups" => h.groups = words(),
+            "rule" | "rules" => h.rules = words(),
+            "fix" => h.fix = Some(value.to_string()),
+            "mutations" => h.no_mutations = value == "none",
+            _ => {}
+        }
+    }
+    assert!(
+        !h.policy.is_empty(),
+        "{}: no '# policy:' header",
+        path.display()
+    );
+    h
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(path: &Path, h: &Header) -> (i32, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubguard"));
+    cmd.arg("check")
+        .arg("--policy")
+        .arg(root().join(format!("policies/{}.yaml", h.policy)))
+        .args(["-o", "json"]);
+    if let Some(user) = &h.requester {
+        cmd.args(["--as", user]);
+    }
+    for g in &h.groups {
+        cmd.args(["--as-group", g]);
+    }
+    let out = cmd.arg(path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: output is not JSON ({e}): {stdout}\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root().join("tests/corpus").join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    found.sort();
+    assert!(!found.is_empty(), "no corpus files in {dir}");
+    found
+}
+
+fn violations(report: &Value) -> Vec<&Value> {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["violations"].as_array().unwrap())
+        .collect()
+}
+
+#[test]
+fn real_world_shapes_pass() {
+    for path in files("pass") {
+        let h = header(&path);
+        let (code, report) = check(&path, &h);
+        assert_eq!(code, 0, "{} should pass: {report:#}", path.display());
+        assert!(
+            violations(&report).is_empty(),
+            "{}: {report:#}",
+            path.display()
+        );
+        for object in report["objects"].as_array().unwrap() {
+            if h.no_mutations {
+                assert_eq!(
+                    object["mutations"],
+                    serde_json::json!([]),
+                    "{} needs no defaults",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn attacks_are_denied_for_their_rule() {
+    for path in files("attack") {
+        let h = header(&path);
+        assert!(
+            !h.rules.is_empty(),
+            "{}: no '# rule:' header",
+            path.display()
+        );
+        let (code, report) = check(&path, &h);
+        assert_eq!(code, 1, "{} should be denied: {report:#}", path.display());
+        let found = violations(&report);
+        let mut rules: Vec<&str> = found.iter().map(|v| v["rule"].as_str().unwrap()).collect();
+        rules.dedup();
+        assert_eq!(rules, h.rules, "{}: {report:#}", path.display());
+        if h.rules.len() == 1 {
+            assert_eq!(
+                found.len(),
+                1,
+                "{}: one violation expected: {report:#}",
+                path.display()
+            );
+        }
+        for v in &found {
+            assert_eq!(v["mode"], "enforce");
+            assert!(v["path"].as_str().is_some_and(|p| !p.is_empty()));
+            if let Some(fix) = &h.fix {
+                let blocker_field = v["path"].as_str().unwrap().contains("initContainers");
+                if blocker_field {
+                    assert!(
+                        v["fix"].as_str().unwrap().contains(fix.as_str()),
+                        "{}: {v}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
