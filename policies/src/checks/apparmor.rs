@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::support::{default_profile, judge_profiles, Profile, ProfileSite, Site};
+use super::support::{default_profile, judge_profiles, ProfileSite, Site};
 use super::{Check, Findings};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
@@ -24,32 +24,18 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let pod_site = pod
         .pod_security()
         .and_then(|p| p.app_armor_profile.as_ref())
-        .map(|p| ProfileSite {
-            profile: Profile {
-                kind: &p.type_,
-                localhost: p.localhost_profile.as_deref(),
-            },
-            site: Site::Pod,
-        });
+        .map(|p| ProfileSite::field(&p.type_, p.localhost_profile.as_deref(), Site::Pod));
     let containers = pod.containers().map(|c| {
         let own = c
             .security
             .and_then(|s| s.app_armor_profile.as_ref())
-            .map(|p| ProfileSite {
-                profile: Profile {
-                    kind: &p.type_,
-                    localhost: p.localhost_profile.as_deref(),
-                },
-                site: Site::Container,
-            })
+            .map(|p| ProfileSite::field(&p.type_, p.localhost_profile.as_deref(), Site::Container))
             .or_else(|| {
-                let (key, value) = pod
-                    .annotations
-                    .get_prefixed(CONTAINER_ANNOTATION_PREFIX, c.name)?;
-                Some(ProfileSite {
-                    profile: Profile::from_annotation(value),
-                    site: Site::Annotation(key),
-                })
+                ProfileSite::container_annotation(
+                    pod.annotations,
+                    CONTAINER_ANNOTATION_PREFIX,
+                    c.name,
+                )
             });
         (c, own)
     });

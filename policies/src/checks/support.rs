@@ -208,6 +208,33 @@ pub struct ProfileSite<'a> {
     pub site: Site<'a>,
 }
 
+impl<'a> ProfileSite<'a> {
+    /// A profile named by a `securityContext` field (`type`, `localhostProfile`).
+    pub fn field(kind: &'a str, localhost: Option<&'a str>, site: Site<'a>) -> Self {
+        ProfileSite {
+            profile: Profile { kind, localhost },
+            site,
+        }
+    }
+
+    pub fn annotation(key: &'a str, value: &'a str) -> Self {
+        ProfileSite {
+            profile: Profile::from_annotation(value),
+            site: Site::Annotation(key),
+        }
+    }
+
+    /// A container's profile from its per-container annotation `<prefix><container name>`.
+    pub fn container_annotation(
+        annotations: crate::classify::StringMap<'a>,
+        prefix: &str,
+        container: &str,
+    ) -> Option<Self> {
+        let (key, value) = annotations.get_prefixed(prefix, container)?;
+        Some(ProfileSite::annotation(key, value))
+    }
+}
+
 /// Judges profiles for seccomp or AppArmor: every named profile must be allowed, and with
 /// `required` each container must end up with one (its own or the pod's).
 pub fn judge_profiles<'a>(
