@@ -124,13 +124,6 @@ impl Destination {
     }
 }
 
-pub fn metadata_nets() -> Vec<IpNet> {
-    METADATA_ADDRESSES
-        .iter()
-        .filter_map(|c| c.parse().ok())
-        .collect()
-}
-
 pub(crate) fn validate_network(net: &NetworkSpec, path: &str, errs: &mut FieldErrors) {
     if net.cluster_dns.addresses.is_empty() && !is_namespaced_name(&net.cluster_dns.service) {
         errs.push(

@@ -23,11 +23,6 @@ impl SpecSite {
     pub fn metadata<'v>(&self, object: &'v Value) -> Option<&'v Value> {
         walk(object, self.meta_base)
     }
-
-    /// The JSON pointer of the pod spec, for patches.
-    pub fn pointer(&self) -> String {
-        format!("/{}", self.base.replace('.', "/"))
-    }
 }
 
 fn walk<'v>(object: &'v Value, dotted: &str) -> Option<&'v Value> {
@@ -182,6 +177,5 @@ mod tests {
             let got = layout(api_version, kind).map(|l| l.sites[0].base);
             assert_eq!(got, first, "{api_version} {kind}");
         }
-        assert_eq!(optional("spec.worker.spec").pointer(), "/spec/worker/spec");
     }
 }

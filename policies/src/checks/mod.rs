@@ -141,10 +141,6 @@ impl Findings {
         self.add(container.path(rest), message, fix);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     pub fn into_vec(self) -> Vec<Finding> {
         self.items
     }
