@@ -42,3 +42,16 @@ ensure_rust() {
     # mimalloc builds a little C.
     ensure_command cc build-essential
 }
+
+# Where built tools (the local control plane, Helm) are cached between runs.
+HUBGUARD_CACHE="${HUBGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubguard}"
+export HUBGUARD_CACHE
+
+ensure_go() {
+    command -v go >/dev/null 2>&1 || ensure_command go golang-go
+    local have
+    have="$(go env GOVERSION | sed 's/^go//')"
+    if [ "$(printf '%s\n%s\n' "1.26.0" "$have" | sort -V | head -1)" != "1.26.0" ]; then
+        die "Go $have is older than 1.26.0, which Kubernetes 1.37 needs; install a newer Go from https://go.dev/dl"
+    fi
+}
