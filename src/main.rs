@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
+mod logging;
 mod report;
+mod webhook;
 
 // The admission path is serde work: many small allocations. mimalloc keeps them cheap
 // (measured in policies/benches/judge.rs).
@@ -54,6 +56,9 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
     },
+    /// Serve admission reviews to the API server over TLS (`/validate`, `/mutate`), with
+    /// metrics and health on a plain-HTTP port.
+    Webhook(webhook::WebhookArgs),
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
             });
             check::run(&policy, output, requester.as_ref(), &namespace, &files)
         }
+        Command::Webhook(args) => webhook::run(args),
         Command::Policy { command } => match command {
             PolicyCommand::Validate { file } => check::validate(&file),
             PolicyCommand::Rules => {

@@ -146,6 +146,11 @@ pub fn api_group(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(group, _)| group)
 }
 
+/// The kinds hubguard judges.
+pub fn layout_kinds() -> impl Iterator<Item = &'static str> {
+    LAYOUTS.iter().map(|l| l.kind)
+}
+
 pub fn layout(api_version: &str, kind: &str) -> Option<&'static Layout> {
     let group = api_group(api_version);
     LAYOUTS.iter().find(|l| l.kind == kind && l.group == group)

@@ -1,1 +1,20 @@
-//! The admission webhook server. Built in the webhook issue; the policy engine it serves lives in `hubguard-policy`.
+//! hubguard's admission webhook: `/validate` and `/mutate` over TLS for the API server, with
+//! metrics and health on a separate plain-HTTP port. The policy and the serving certificate
+//! are re-read when their files change.
+
+pub mod admission;
+pub mod certs;
+pub mod http;
+pub mod https_client;
+pub mod message;
+pub mod metrics;
+pub mod object;
+pub mod ops;
+pub mod pods;
+pub mod policy_store;
+pub mod review;
+pub mod server;
+pub mod tls;
+pub mod watch;
+
+pub use server::{run, Config, ServeError};

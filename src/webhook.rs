@@ -1,0 +1,119 @@
+//! `hubguard webhook`: the admission webhook server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::logging::{self, LogFormat};
+
+#[derive(Args)]
+pub struct WebhookArgs {
+    /// The policy file; re-read when it changes (a mounted ConfigMap).
+    #[arg(long)]
+    policy: PathBuf,
+    /// PEM certificate chain served on the TLS port; re-read when it changes.
+    #[arg(long)]
+    tls_cert: PathBuf,
+    /// PEM private key of the certificate; re-read when it changes.
+    #[arg(long)]
+    tls_key: PathBuf,
+    /// Address of the TLS port (`/validate`, `/mutate`).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Address of the plain-HTTP operations port (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// Seconds between checks of the policy and certificate files for changes.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    reload_interval: f64,
+    /// Seconds to keep serving, while reporting not ready, after SIGTERM.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    shutdown_delay: f64,
+    /// Seconds in-flight requests get to finish after that.
+    #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+    drain_timeout: f64,
+    /// Kubeconfig for reading pods (exec/attach checks); default: in-cluster credentials.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Benchmark baseline only: answer every review "allowed" without judging it.
+    #[arg(long, hide = true)]
+    allow_all: bool,
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{name}: {value} is not a number of seconds"))
+}
+
+pub fn run(args: WebhookArgs) -> ExitCode {
+    logging::init(args.log_format);
+    let durations = (|| {
+        Ok::<_, String>((
+            seconds("reload-interval", args.reload_interval)?,
+            seconds("shutdown-delay", args.shutdown_delay)?,
+            seconds("drain-timeout", args.drain_timeout)?,
+        ))
+    })();
+    let (reload_interval, shutdown_delay, drain_timeout) = match durations {
+        Ok(d) if !d.0.is_zero() => d,
+        Ok(_) => {
+            eprintln!("error: --reload-interval must be more than 0");
+            return ExitCode::from(2);
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = hubguard_webhook::Config {
+        policy: args.policy,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        reload_interval,
+        shutdown_delay,
+        drain_timeout,
+        kubeconfig: args.kubeconfig,
+        allow_all: args.allow_all,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(hubguard_webhook::run(config, terminated())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the webhook cannot start");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM (the kubelet stopping the pod) or SIGINT (Ctrl-C).
+pub async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "stopping"),
+    }
+}

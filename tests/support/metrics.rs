@@ -1,0 +1,128 @@
+//! A parser for the Prometheus text format, so that tests compare samples, not substrings.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Samples(pub Vec<Sample>);
+
+impl Samples {
+    /// The sum of the samples named `name` whose labels include all of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).map(|s| s.value).sum()
+    }
+
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.0.iter().filter(move |s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    pub fn names(&self) -> std::collections::BTreeSet<&str> {
+        self.0.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+/// Parses every sample line; panics, naming the line, on anything malformed.
+pub fn parse(text: &str) -> Samples {
+    let mut samples = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        samples.push(
+            parse_line(line)
+                .unwrap_or_else(|| panic!("metrics line {}: cannot parse {line:?}", number + 1)),
+        );
+    }
+    Samples(samples)
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_string();
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let mut chars = after.char_indices().peekable();
+        let consumed;
+        loop {
+            // key
+            let start = chars.peek()?.0;
+            if after[start..].starts_with('}') {
+                consumed = start + 1;
+                break;
+            }
+            let eq = after[start..].find('=')? + start;
+            let key = after[start..eq].trim_start_matches(',').to_string();
+            while chars.peek()?.0 <= eq {
+                chars.next();
+            }
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                let (_, c) = chars.next()?;
+                match c {
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    '"' => break,
+                    other => value.push(other),
+                }
+            }
+            labels.insert(key, value);
+            if let Some((i, ',')) = chars.peek().copied() {
+                chars.next();
+                let _ = i;
+            }
+            if let Some((i, '}')) = chars.peek().copied() {
+                consumed = i + 1;
+                break;
+            }
+        }
+        rest = &after[consumed..];
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_labels_with_escapes() {
+        let s = parse(
+            "# HELP x y\nx_total{a=\"1\",b=\"q\\\"u,o}te\"} 3\nplain 4.5\nh_bucket{le=\"+Inf\"} 7\n",
+        );
+        assert_eq!(s.sum("x_total", &[("b", "q\"u,o}te")]), 3.0);
+        assert_eq!(s.sum("plain", &[]), 4.5);
+        assert_eq!(s.sum("h_bucket", &[("le", "+Inf")]), 7.0);
+    }
+}

@@ -1,0 +1,219 @@
+//! Shared by the integration tests that run the real `hubguard` binary as a server.
+#![allow(dead_code)]
+
+pub mod metrics;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubguard_webhook::certs::Authority;
+use hubguard_webhook::https_client::{Connection, HttpsClient, Protocol};
+use hubguard_webhook::review::ReviewRequest;
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh directory under the target dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = root().join("target/test-tmp").join(format!(
+            "{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let dir = PathBuf::from(dir.to_string_lossy().replace([' ', '{', '}', ':', ','], ""));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA and a serving certificate for 127.0.0.1 written as ca.crt, tls.crt, tls.key.
+pub fn write_certs(dir: &Path) -> Authority {
+    let ca = Authority::new("hubguard-test-ca").unwrap();
+    write_serving(dir, &ca);
+    std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
+    ca
+}
+
+/// A new serving certificate from `ca`, replacing tls.crt and tls.key the way a Secret
+/// volume update does: each file swapped in whole by a rename.
+pub fn write_serving(dir: &Path, ca: &Authority) {
+    let serving = ca.issue(&["localhost", "127.0.0.1"]).unwrap();
+    for (name, text) in [
+        ("tls.crt", &serving.cert_pem),
+        ("tls.key", &serving.key_pem),
+    ] {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+}
+
+/// `hubguard webhook` running on free loopback ports, killed when dropped.
+pub struct Webhook {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub dir: TempDir,
+    pub ca: Authority,
+}
+
+impl Webhook {
+    /// Starts with `policy` (copied to DIR/policy.yaml so tests can rewrite it) and waits
+    /// until `/readyz` answers.
+    pub fn start(policy: &str, extra: &[&str]) -> Webhook {
+        let dir = TempDir::new("webhook");
+        let ca = write_certs(&dir.0);
+        std::fs::copy(root().join(policy), dir.path("policy.yaml")).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.path("webhook.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+            .args(["webhook", "--policy"])
+            .arg(dir.path("policy.yaml"))
+            .arg("--tls-cert")
+            .arg(dir.path("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path("tls.key"))
+            .args(["--listen", &addr.to_string()])
+            .args(["--metrics-listen", &metrics_addr.to_string()])
+            .args(["--reload-interval", "0.2"])
+            // No cluster here: the webhook must not pick up a kubeconfig from the machine.
+            .args(["--kubeconfig", "/nonexistent/kubeconfig"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let webhook = Webhook {
+            child,
+            addr,
+            metrics_addr,
+            dir,
+            ca,
+        };
+        webhook.wait_ready();
+        webhook
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.get("/readyz").is_ok_and(|(status, _)| status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("webhook not ready in 20s; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("webhook.log")).unwrap_or_default()
+    }
+
+    /// A plain-HTTP GET on the operations port: (status, body).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.metrics_addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    pub fn metrics(&self) -> metrics::Samples {
+        let (status, body) = self.get("/metrics").unwrap();
+        assert_eq!(status, 200);
+        metrics::parse(&body)
+    }
+
+    pub fn client(&self, protocol: Protocol) -> HttpsClient {
+        HttpsClient::new(
+            self.addr,
+            "127.0.0.1",
+            self.ca.cert_pem.as_bytes(),
+            protocol,
+        )
+        .unwrap()
+    }
+
+    pub async fn connect(&self) -> Connection {
+        self.client(Protocol::Http1).connect().await.unwrap()
+    }
+
+    /// Sends one review and returns the AdmissionReview's `response`.
+    pub async fn review(&self, path: &str, request: &ReviewRequest<'_>) -> Value {
+        let mut connection = self.connect().await;
+        review_on(&mut connection, path, request).await
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn review_on(
+    connection: &mut Connection,
+    path: &str,
+    request: &ReviewRequest<'_>,
+) -> Value {
+    let body = serde_json::to_vec(&request.to_json()).unwrap();
+    let (status, body) = connection.post(path, body.into()).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    assert_eq!(review["response"]["uid"], request.uid, "the uid is echoed");
+    review["response"].clone()
+}
+
+/// A manifest from the repository as JSON.
+pub fn manifest(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    serde_norway::from_str(&text).unwrap()
+}

@@ -1,0 +1,283 @@
+//! Turning an AdmissionRequest into an AdmissionResponse: which requests are judged, how
+//! violations become a denial, warnings or audit annotations, and the defaults patch.
+
+use std::collections::BTreeMap;
+
+use hubguard_policy::{Mode, Policy, Request, Requester, Violation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::Status;
+
+use crate::message;
+use crate::object::RawObject;
+
+/// The decision label of `hubguard_admission_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Denied,
+    /// The request could not be judged (a malformed object); answered with a denial.
+    Invalid,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Invalid => "invalid",
+        }
+    }
+}
+
+/// A response with what the metrics need to know about it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: AdmissionResponse,
+    pub decision: Decision,
+    pub violations: Vec<Violation>,
+    /// Violations of dry-run requests are counted apart.
+    pub dry_run: bool,
+}
+
+impl Outcome {
+    fn allow(request: &AdmissionRequest<RawObject>) -> Self {
+        Outcome {
+            response: AdmissionResponse::from(request),
+            decision: Decision::Allowed,
+            violations: Vec::new(),
+            dry_run: request.dry_run,
+        }
+    }
+
+    /// The strongest mode among the violations, or "none".
+    pub fn mode(&self) -> &'static str {
+        let strongest = |m: Mode| self.violations.iter().any(|v| v.mode == m);
+        if strongest(Mode::Enforce) {
+            "enforce"
+        } else if strongest(Mode::Warn) {
+            "warn"
+        } else if strongest(Mode::Audit) {
+            "audit"
+        } else {
+            "none"
+        }
+    }
+}
+
+/// What `/validate` must do with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// Judge the object (CREATE, UPDATE, and pods/ephemeralcontainers).
+    Object,
+    /// Exec, attach or port-forward into a pod: the requester must be entitled to that pod.
+    PodConnect { pod: String },
+    /// Nothing hubguard judges (DELETE, status and other subresources).
+    Pass,
+}
+
+/// Subresources through which a requester reaches into a running pod.
+const CONNECT_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
+
+pub fn subject(request: &AdmissionRequest<RawObject>) -> Subject {
+    let sub = request.sub_resource.as_deref();
+    let is_pods = request.resource.group.is_empty() && request.resource.resource == "pods";
+    match request.operation {
+        Operation::Connect if is_pods && sub.is_some_and(|s| CONNECT_SUBRESOURCES.contains(&s)) => {
+            Subject::PodConnect {
+                pod: request.name.clone(),
+            }
+        }
+        Operation::Create | Operation::Update
+            if sub.is_none() || (is_pods && sub == Some("ephemeralcontainers")) =>
+        {
+            Subject::Object
+        }
+        _ => Subject::Pass,
+    }
+}
+
+pub fn requester(request: &AdmissionRequest<RawObject>) -> Requester {
+    Requester {
+        username: request.user_info.username.clone().unwrap_or_default(),
+        groups: request.user_info.groups.clone().unwrap_or_default(),
+    }
+}
+
+/// `/validate` for CREATE and UPDATE: judge the new object as it arrives.
+pub fn validate_object(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Outcome {
+    let Some(object) = &request.object else {
+        return invalid(request, "the request carries no object".into());
+    };
+    if request.operation == Operation::Update && unchanged_for_policy(request) {
+        return Outcome::allow(request);
+    }
+    let requester = requester(request);
+    let judged = policy.review(
+        &object.value,
+        &Request {
+            namespace: request.namespace.as_deref().unwrap_or(""),
+            requester: Some(&requester),
+        },
+    );
+    let review = match judged {
+        Ok(review) => review,
+        Err(error) => {
+            return invalid(
+                request,
+                format!("hubguard cannot judge this object: {error}"),
+            )
+        }
+    };
+    let kind = object.kind().unwrap_or("object");
+    respond(policy, kind, request, review.violations)
+}
+
+/// An UPDATE that leaves spec and labels as they were (a finalizer removed, an annotation
+/// added, a pod being deleted) is not judged again: refusing it would only stop controllers
+/// from cleaning up objects admitted under an older policy.
+fn unchanged_for_policy(request: &AdmissionRequest<RawObject>) -> bool {
+    let (Some(new), Some(old)) = (&request.object, &request.old_object) else {
+        return false;
+    };
+    if new.is_being_deleted() {
+        return true;
+    }
+    new.labels() == old.labels() && new.spec() == old.spec() && request.sub_resource.is_none()
+}
+
+fn respond(
+    policy: &Policy,
+    kind: &str,
+    request: &AdmissionRequest<RawObject>,
+    violations: Vec<Violation>,
+) -> Outcome {
+    let mut response = AdmissionResponse::from(request);
+    let warnings: Vec<String> = violations
+        .iter()
+        .filter(|v| v.mode == Mode::Warn)
+        .map(message::warning)
+        .collect();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response.audit_annotations =
+        message::audit_annotations(violations.iter().filter(|v| v.mode == Mode::Audit));
+    let enforced: Vec<&Violation> = violations
+        .iter()
+        .filter(|v| v.mode == Mode::Enforce)
+        .collect();
+    let decision = if enforced.is_empty() {
+        Decision::Allowed
+    } else {
+        response = forbid(response, message::denial(&policy.name, kind, &enforced));
+        Decision::Denied
+    };
+    Outcome {
+        response,
+        decision,
+        violations,
+        dry_run: request.dry_run,
+    }
+}
+
+/// `/validate` for exec, attach and port-forward. `target` holds the pod's labels, or why
+/// they could not be read. A tenant may reach only pods labelled for that tenant; trusted
+/// requesters and people who are not tenants are left to RBAC.
+pub fn validate_connect(
+    policy: &Policy,
+    request: &AdmissionRequest<RawObject>,
+    pod: &str,
+    target: Result<BTreeMap<String, String>, String>,
+) -> Outcome {
+    let namespace = request.namespace.as_deref().unwrap_or("");
+    if !policy.governs(namespace) {
+        return Outcome::allow(request);
+    }
+    let requester = requester(request);
+    let standing = policy.standing(Some(&requester));
+    let Some(tenant) = standing.tenant.filter(|_| !standing.trusted) else {
+        return Outcome::allow(request);
+    };
+    let action = request.sub_resource.as_deref().unwrap_or("connect");
+    let refusal = match target {
+        Err(why) => format!(
+            "hubguard cannot confirm that pod {namespace}/{pod} belongs to tenant {tenant} \
+             ({why}), so {action} is refused"
+        ),
+        Ok(labels) => {
+            let owner = policy
+                .tenant_labels
+                .iter()
+                .find_map(|key| labels.get(key).map(|v| (key, v)));
+            match owner {
+                Some((_, owner)) if *owner == tenant => return Outcome::allow(request),
+                Some((key, owner)) => format!(
+                    "hubguard policy {} denied {action} into pod {namespace}/{pod}: \
+                     it belongs to tenant {owner} ({key}), not to {tenant}",
+                    policy.name
+                ),
+                None => format!(
+                    "hubguard policy {} denied {action} into pod {namespace}/{pod}: \
+                     it carries no tenant label, and tenant {tenant} may only reach its own pods",
+                    policy.name
+                ),
+            }
+        }
+    };
+    Outcome {
+        response: forbid(AdmissionResponse::from(request), refusal),
+        decision: Decision::Denied,
+        violations: Vec::new(),
+        dry_run: request.dry_run,
+    }
+}
+
+/// `/mutate`: the PSP-style defaults of the pod's class, for classes that mutate. Never
+/// denies: judging is `/validate`'s job, and it sees the object after this patch.
+pub fn mutate(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Outcome {
+    let allow = Outcome::allow(request);
+    if request.operation != Operation::Create || request.sub_resource.is_some() {
+        return allow;
+    }
+    let Some(object) = &request.object else {
+        return allow;
+    };
+    let requester = requester(request);
+    let patch = policy.defaults_patch(
+        &object.value,
+        &Request {
+            namespace: request.namespace.as_deref().unwrap_or(""),
+            requester: Some(&requester),
+        },
+    );
+    match patch {
+        Ok(Some(patch)) => match allow.response.clone().with_patch(patch) {
+            Ok(response) => Outcome { response, ..allow },
+            Err(error) => {
+                tracing::error!(%error, "cannot serialise the defaults patch; admitting unpatched");
+                allow
+            }
+        },
+        // A malformed object gets its explanation from /validate.
+        Ok(None) | Err(_) => allow,
+    }
+}
+
+fn invalid(request: &AdmissionRequest<RawObject>, message: String) -> Outcome {
+    let mut response = AdmissionResponse::from(request);
+    response.allowed = false;
+    response.result = Status::failure(&message, "BadRequest").with_code(400);
+    Outcome {
+        response,
+        decision: Decision::Invalid,
+        violations: Vec::new(),
+        dry_run: request.dry_run,
+    }
+}
+
+fn forbid(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut response = response;
+    response.allowed = false;
+    response.result = Status::failure(&message, "Forbidden").with_code(403);
+    response
+}

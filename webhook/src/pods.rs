@@ -1,0 +1,65 @@
+//! Reading a pod's labels for exec, attach and port-forward requests, whose object is only
+//! the options of the call. The only read the webhook makes of the cluster (RBAC: get pods).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub enum PodDirectory {
+    Cluster(Client),
+    /// No cluster credentials: tenants' exec requests are refused, saying why.
+    Unavailable(String),
+}
+
+impl PodDirectory {
+    /// Uses `kubeconfig` if given, otherwise the in-cluster service account (or the usual
+    /// kubeconfig search). Without credentials the webhook still runs.
+    pub async fn connect(kubeconfig: Option<&Path>) -> Self {
+        let config = match kubeconfig {
+            Some(path) => match Kubeconfig::read_from(path) {
+                Ok(kc) => Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display())),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            },
+            None => Config::infer().await.map_err(|e| e.to_string()),
+        };
+        let client = config.and_then(|c| Client::try_from(c).map_err(|e| e.to_string()));
+        match client {
+            Ok(client) => PodDirectory::Cluster(client),
+            Err(why) => {
+                tracing::warn!(
+                    reason = %why,
+                    "no cluster credentials: exec, attach and port-forward by tenants will be refused"
+                );
+                PodDirectory::Unavailable(format!("the webhook cannot read pods: {why}"))
+            }
+        }
+    }
+
+    pub async fn labels(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let client = match self {
+            PodDirectory::Cluster(client) => client.clone(),
+            PodDirectory::Unavailable(why) => return Err(why.clone()),
+        };
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        match tokio::time::timeout(LOOKUP_TIMEOUT, api.get_metadata(name)).await {
+            Ok(Ok(meta)) => Ok(meta.metadata.labels.unwrap_or_default()),
+            Ok(Err(error)) => Err(format!("reading the pod failed: {error}")),
+            Err(_) => Err(format!(
+                "reading the pod took longer than {LOOKUP_TIMEOUT:?}"
+            )),
+        }
+    }
+}
