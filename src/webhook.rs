@@ -40,6 +40,20 @@ pub struct WebhookArgs {
     kubeconfig: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Self-managed TLS: keep a CA and serving certificate in this Secret (NAMESPACE/NAME),
+    /// renewed before expiry and written to --tls-cert / --tls-key.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    manage_tls_secret: Option<String>,
+    /// A DNS name or IP address the self-managed certificate is valid for; repeatable.
+    #[arg(long, value_name = "NAME", requires = "manage_tls_secret")]
+    manage_tls_name: Vec<String>,
+    /// A Mutating/ValidatingWebhookConfiguration whose caBundle is kept equal to the
+    /// self-managed CA; repeatable.
+    #[arg(long, value_name = "NAME", requires = "manage_tls_secret")]
+    manage_webhook_configuration: Vec<String>,
+    /// Seconds between checks of the self-managed Secret, files and caBundles.
+    #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
+    manage_tls_interval: f64,
     /// Benchmark baseline only: answer every review "allowed" without judging it.
     #[arg(long, hide = true)]
     allow_all: bool,
@@ -70,6 +84,36 @@ pub fn run(args: WebhookArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let managed_tls = match args.manage_tls_secret.as_deref() {
+        None => None,
+        Some(spec) => {
+            let Some((namespace, secret)) = spec
+                .split_once('/')
+                .filter(|(n, s)| !n.is_empty() && !s.is_empty())
+            else {
+                eprintln!("error: --manage-tls-secret {spec}: expected NAMESPACE/NAME");
+                return ExitCode::from(2);
+            };
+            if args.manage_tls_name.is_empty() {
+                eprintln!("error: --manage-tls-secret needs at least one --manage-tls-name");
+                return ExitCode::from(2);
+            }
+            let interval = match seconds("manage-tls-interval", args.manage_tls_interval) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    eprintln!("error: --manage-tls-interval must be a positive number of seconds");
+                    return ExitCode::from(2);
+                }
+            };
+            Some(hubguard_webhook::ManagedTlsConfig {
+                namespace: namespace.to_string(),
+                secret: secret.to_string(),
+                names: args.manage_tls_name,
+                configurations: args.manage_webhook_configuration,
+                interval,
+            })
+        }
+    };
     let config = hubguard_webhook::Config {
         policy: args.policy,
         tls_cert: args.tls_cert,
@@ -81,6 +125,7 @@ pub fn run(args: WebhookArgs) -> ExitCode {
         drain_timeout,
         kubeconfig: args.kubeconfig,
         allow_all: args.allow_all,
+        managed_tls,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

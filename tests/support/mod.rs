@@ -1,6 +1,7 @@
 //! Shared by the integration tests that run the real `hubguard` binary as a server.
 #![allow(dead_code)]
 
+pub mod controlplane;
 pub mod metrics;
 
 use std::net::{SocketAddr, TcpListener};
@@ -86,10 +87,21 @@ impl Webhook {
     /// Starts with `policy` (copied to DIR/policy.yaml so tests can rewrite it) and waits
     /// until `/readyz` answers.
     pub fn start(policy: &str, extra: &[&str]) -> Webhook {
+        let extra: Vec<&str> = [&["--kubeconfig", "/nonexistent/kubeconfig"], extra].concat();
+        Webhook::start_on(policy, free_port(), true, &extra)
+    }
+
+    /// On `port`; with `own_certs` false the certificate files are left for hubguard to write
+    /// (self-managed TLS) and `ca` is unused.
+    pub fn start_on(policy: &str, port: u16, own_certs: bool, extra: &[&str]) -> Webhook {
         let dir = TempDir::new("webhook");
-        let ca = write_certs(&dir.0);
+        let ca = if own_certs {
+            write_certs(&dir.0)
+        } else {
+            Authority::new("unused").unwrap()
+        };
         std::fs::copy(root().join(policy), dir.path("policy.yaml")).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(dir.path("webhook.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hubguard"))
@@ -102,14 +114,12 @@ impl Webhook {
             .args(["--listen", &addr.to_string()])
             .args(["--metrics-listen", &metrics_addr.to_string()])
             .args(["--reload-interval", "0.2"])
-            // No cluster here: the webhook must not pick up a kubeconfig from the machine.
-            .args(["--kubeconfig", "/nonexistent/kubeconfig"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let webhook = Webhook {
+        let mut webhook = Webhook {
             child,
             addr,
             metrics_addr,
@@ -120,9 +130,12 @@ impl Webhook {
         webhook
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("webhook exited ({status}); log:\n{}", self.log());
+            }
             if self.get("/readyz").is_ok_and(|(status, _)| status == 200) {
                 return;
             }

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod certs;
 pub mod http;
 pub mod https_client;
+pub mod managed_tls;
 pub mod message;
 pub mod metrics;
 pub mod object;
@@ -17,4 +18,4 @@ pub mod server;
 pub mod tls;
 pub mod watch;
 
-pub use server::{run, Config, ServeError};
+pub use server::{run, Config, ManagedTlsConfig, ServeError};

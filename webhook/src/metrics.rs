@@ -2,8 +2,8 @@
 //! label takes a per-pod or per-user value.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Admission latency is expected well under a millisecond; the buckets resolve that range
@@ -25,6 +25,7 @@ pub struct Metrics {
     pub reload_errors: IntCounter,
     pub policy_info: IntGaugeVec,
     pub tls_reload_errors: IntCounter,
+    pub certificate_expiry: Gauge,
 }
 
 impl Metrics {
@@ -69,6 +70,11 @@ impl Metrics {
             "Serving certificate files refused on reload; the last good certificate stays in use.",
         )
         .expect("valid metric");
+        let certificate_expiry = Gauge::new(
+            "hubguard_tls_certificate_expiry_timestamp_seconds",
+            "When the self-managed serving certificate expires (Unix time; 0 when not self-managed).",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -76,6 +82,7 @@ impl Metrics {
             Box::new(reload_errors.clone()),
             Box::new(policy_info.clone()),
             Box::new(tls_reload_errors.clone()),
+            Box::new(certificate_expiry.clone()),
         ] {
             registry
                 .register(collector)
@@ -89,6 +96,7 @@ impl Metrics {
             reload_errors,
             policy_info,
             tls_reload_errors,
+            certificate_expiry,
         }
     }
 

@@ -19,19 +19,7 @@ pub enum PodDirectory {
 }
 
 impl PodDirectory {
-    /// Uses `kubeconfig` if given, otherwise the in-cluster service account (or the usual
-    /// kubeconfig search). Without credentials the webhook still runs.
-    pub async fn connect(kubeconfig: Option<&Path>) -> Self {
-        let config = match kubeconfig {
-            Some(path) => match Kubeconfig::read_from(path) {
-                Ok(kc) => Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| format!("{}: {e}", path.display())),
-                Err(e) => Err(format!("{}: {e}", path.display())),
-            },
-            None => Config::infer().await.map_err(|e| e.to_string()),
-        };
-        let client = config.and_then(|c| Client::try_from(c).map_err(|e| e.to_string()));
+    pub fn new(client: Result<Client, String>) -> Self {
         match client {
             Ok(client) => PodDirectory::Cluster(client),
             Err(why) => {
@@ -62,4 +50,19 @@ impl PodDirectory {
             )),
         }
     }
+}
+
+/// A client from `kubeconfig` if given, otherwise the in-cluster service account (or the
+/// usual kubeconfig search); the reason if there is none.
+pub async fn cluster_client(kubeconfig: Option<&Path>) -> Result<Client, String> {
+    let config = match kubeconfig {
+        Some(path) => match Kubeconfig::read_from(path) {
+            Ok(kc) => Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        },
+        None => Config::infer().await.map_err(|e| e.to_string()),
+    };
+    config.and_then(|c| Client::try_from(c).map_err(|e| e.to_string()))
 }

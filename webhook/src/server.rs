@@ -15,9 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::{self, AppState};
+use crate::managed_tls::ManagedTls;
 use crate::metrics::Metrics;
 use crate::ops::{self, Health};
-use crate::pods::PodDirectory;
+use crate::pods::{cluster_client, PodDirectory};
 use crate::policy_store::PolicyStore;
 use crate::tls::{CertStore, TlsError};
 
@@ -41,6 +42,18 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub kubeconfig: Option<PathBuf>,
     pub allow_all: bool,
+    /// Keep a self-managed CA and serving certificate (written to `tls_cert`/`tls_key`).
+    pub managed_tls: Option<ManagedTlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagedTlsConfig {
+    pub namespace: String,
+    pub secret: String,
+    pub names: Vec<String>,
+    pub configurations: Vec<String>,
+    /// How often the Secret, the files and the caBundles are checked.
+    pub interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +62,10 @@ pub enum ServeError {
     Policy(#[from] hubguard_policy::PolicyError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("self-managed TLS: {0}")]
+    ManagedTls(#[from] crate::managed_tls::ManagedTlsError),
+    #[error("self-managed TLS needs cluster credentials: {0}")]
+    NoCluster(String),
     #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
@@ -61,6 +78,25 @@ pub enum ServeError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
     let policies = Arc::new(PolicyStore::open(&config.policy, metrics.clone())?);
+    let client = cluster_client(config.kubeconfig.as_deref()).await;
+    let managed = match &config.managed_tls {
+        Some(m) => {
+            let client = client.clone().map_err(ServeError::NoCluster)?;
+            let managed = Arc::new(ManagedTls {
+                client,
+                namespace: m.namespace.clone(),
+                secret: m.secret.clone(),
+                names: m.names.clone(),
+                configurations: m.configurations.clone(),
+                cert_path: config.tls_cert.clone(),
+                key_path: config.tls_key.clone(),
+            });
+            // The listener needs a certificate before it can start.
+            managed.ensure(&metrics).await?;
+            Some((managed, m.interval))
+        }
+        None => None,
+    };
     let certs = Arc::new(CertStore::open(
         &config.tls_cert,
         &config.tls_key,
@@ -76,7 +112,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     });
 
-    let pods = PodDirectory::connect(config.kubeconfig.as_deref()).await;
+    let pods = PodDirectory::new(client);
     let state = Arc::new(AppState::new(
         policies.clone(),
         metrics.clone(),
@@ -105,6 +141,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         })
     };
+
+    let tls_keeper = managed.map(|(managed, interval)| {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(error) = managed.ensure(&metrics).await {
+                    tracing::error!(%error, "self-managed TLS check failed; will retry");
+                }
+            }
+        })
+    });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -141,6 +191,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .await;
     drop(listener);
     reloader.abort();
+    if let Some(keeper) = tls_keeper {
+        keeper.abort();
+    }
     tracing::info!(
         open_connections = graceful.count(),
         "draining in-flight requests"

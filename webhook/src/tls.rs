@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -40,6 +41,8 @@ pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
     watch: Mutex<FileWatch>,
     metrics: Arc<Metrics>,
+    /// A certificate and key that did not match on the last look (a pair caught half-written).
+    mismatch_seen: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for CertStore {
@@ -69,6 +72,7 @@ impl CertStore {
             current: ArcSwap::from_pointee(key),
             watch: Mutex::new(watch),
             metrics,
+            mismatch_seen: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -76,11 +80,8 @@ impl CertStore {
     /// A Secret update replaces both files at once; a pair caught half-written is refused and
     /// picked up on the next call, once both files agree.
     pub fn reload(&self) -> bool {
-        let changed = self
-            .watch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .changed();
+        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = watch.changed();
         let contents = match changed {
             Ok(None) => return false,
             Ok(Some(contents)) => contents,
@@ -92,11 +93,19 @@ impl CertStore {
         };
         match certified_key(&self.cert_path, &contents[0], &self.key_path, &contents[1]) {
             Ok(key) => {
+                self.mismatch_seen.store(false, Ordering::Relaxed);
                 self.current.store(Arc::new(key));
                 tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
                 true
             }
+            // Caught between the two files' updates: look again next time before calling it
+            // an error.
+            Err(TlsError::Mismatch { .. }) if !self.mismatch_seen.swap(true, Ordering::Relaxed) => {
+                watch.forget();
+                false
+            }
             Err(error) => {
+                self.mismatch_seen.store(false, Ordering::Relaxed);
                 self.metrics.tls_reload_errors.inc();
                 tracing::error!(%error, "serving certificate refused; keeping the current one");
                 false

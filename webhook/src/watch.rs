@@ -36,6 +36,13 @@ impl FileWatch {
     }
 }
 
+impl FileWatch {
+    /// Makes the next `changed` report the files again, even if they stay as they are.
+    pub fn forget(&mut self) {
+        self.seen.clear();
+    }
+}
+
 fn read_all(paths: &[&Path]) -> io::Result<Vec<Vec<u8>>> {
     paths
         .iter()

@@ -35,9 +35,20 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
+/// Not on privileged containers: the API server refuses `privileged: true` with
+/// `allowPrivilegeEscalation: false` as contradictory, and that error would hide hubguard's
+/// own denial, which says what to change (found against the real kube-apiserver).
 fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
     if let Some(default) = class.controls.default_allow_privilege_escalation {
         for_each_container(spec, |c| {
+            let privileged = c
+                .get("securityContext")
+                .and_then(|sc| sc.get("privileged"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            if privileged {
+                return;
+            }
             default_field(
                 object_at(c, "securityContext"),
                 "allowPrivilegeEscalation",
@@ -93,12 +104,20 @@ mod tests {
     fn defaults() {
         run_defaults(
             &CHECK,
-            &[DefaultCase {
-                name: "sets false where unset",
-                policy: DENY,
-                pod: "{containers: [{name: a}, {name: b, securityContext: {allowPrivilegeEscalation: false}}]}",
-                want: "{containers: [{name: a, securityContext: {allowPrivilegeEscalation: false}}, {name: b, securityContext: {allowPrivilegeEscalation: false}}]}",
-            }],
+            &[
+                DefaultCase {
+                    name: "sets false where unset",
+                    policy: DENY,
+                    pod: "{containers: [{name: a}, {name: b, securityContext: {allowPrivilegeEscalation: false}}]}",
+                    want: "{containers: [{name: a, securityContext: {allowPrivilegeEscalation: false}}, {name: b, securityContext: {allowPrivilegeEscalation: false}}]}",
+                },
+                DefaultCase {
+                    name: "leaves privileged containers for the denial",
+                    policy: DENY,
+                    pod: "{containers: [{name: a, securityContext: {privileged: true}}]}",
+                    want: "{containers: [{name: a, securityContext: {privileged: true}}]}",
+                },
+            ],
         );
     }
 }

@@ -1,0 +1,60 @@
+{{- define "hubguard.name" -}}hubguard{{- end -}}
+
+{{- define "hubguard.fullname" -}}
+{{- if contains "hubguard" .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-hubguard" .Release.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "hubguard.labels" -}}
+app.kubernetes.io/name: hubguard
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "hubguard.selector" -}}
+app.kubernetes.io/name: hubguard
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "hubguard.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "hubguard.tlsSecret" -}}
+{{ .Values.tls.secretName | default (printf "%s-webhook-tls" (include "hubguard.fullname" .)) }}
+{{- end -}}
+
+{{- define "hubguard.webhookService" -}}
+{{ include "hubguard.fullname" . }}-webhook
+{{- end -}}
+
+{{/* The policy document: inline values, or the preset shipped in files/policies. */}}
+{{- define "hubguard.policy" -}}
+{{- if .Values.policy.inline -}}
+{{ toYaml .Values.policy.inline }}
+{{- else -}}
+{{- $file := printf "files/policies/%s.yaml" .Values.policy.preset -}}
+{{- $text := .Files.Get $file -}}
+{{- if not $text -}}{{- fail (printf "policy.preset %q: no such preset (baseline, restricted, tess-public, tess-private)" .Values.policy.preset) -}}{{- end -}}
+{{ $text }}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces the API server never sends to the webhook. */}}
+{{- define "hubguard.excludedNamespaces" -}}
+{{- $list := list "kube-system" .Release.Namespace -}}
+{{- range .Values.webhook.excludeNamespaces }}{{ $list = append $list . }}{{ end -}}
+{{ toJson ($list | uniq) }}
+{{- end -}}
+
+{{- define "hubguard.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+capabilities: {drop: [ALL]}
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}

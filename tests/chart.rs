@@ -1,0 +1,336 @@
+//! charts/hubguard with the real Helm, offline: lint and template with the default, tess and
+//! monitoring values; what the rendered objects promise (fail closed only where hubguard
+//! governs, least privilege, hardened pods); the schema refusing bad values.
+
+mod support;
+
+use serde::Deserialize;
+use serde_json::Value;
+use support::controlplane::helm_offline;
+use support::{root, TempDir};
+
+const CHART: &str = "charts/hubguard";
+
+fn helm(dir: &TempDir, args: &[&str]) -> (bool, String, String) {
+    let out = helm_offline(&dir.0, args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn render(dir: &TempDir, sets: &[&str]) -> Vec<Value> {
+    let chart = root().join(CHART);
+    let mut args = vec![
+        "template",
+        "hubguard",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "hubguard",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = helm(dir, &args);
+    assert!(ok, "helm template {sets:?}: {stderr}");
+    serde_norway::Deserializer::from_str(&stdout)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name_suffix: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with(name_suffix)
+        })
+        .unwrap_or_else(|| panic!("no {kind} *{name_suffix} rendered"))
+}
+
+#[test]
+fn lints_with_default_tess_and_monitoring_values() {
+    let dir = TempDir::new("chart-lint");
+    let chart = root().join(CHART);
+    let chart = chart.to_str().unwrap();
+    for sets in [
+        vec![],
+        vec!["policy.preset=tess-public"],
+        vec!["policy.preset=tess-private", "nodeAgent.dryRun=true"],
+        vec![
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
+        ],
+        vec!["tls.mode=cert-manager"],
+        vec![
+            "tls.mode=external",
+            "tls.secretName=my-tls",
+            "webhook.caBundle=Zm9v",
+        ],
+        vec![
+            "webhook.url=https://127.0.0.1:8443",
+            "nodeAgent.enabled=false",
+        ],
+    ] {
+        let mut args = vec!["lint", "--strict", chart];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let (ok, stdout, stderr) = helm(&dir, &args);
+        assert!(ok, "helm lint {sets:?}:\n{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn webhook_configurations_fail_closed_only_where_hubguard_governs() {
+    let dir = TempDir::new("chart-webhooks");
+    let objects = render(&dir, &["webhook.excludeNamespaces={monitoring}"]);
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = find(&objects, kind, "hubguard");
+        let webhook = &config["webhooks"][0];
+        assert_eq!(webhook["failurePolicy"], "Fail");
+        assert!(
+            webhook["timeoutSeconds"].as_i64().unwrap() <= 5,
+            "a short timeout"
+        );
+        assert_eq!(webhook["sideEffects"], "None");
+        let excluded = &webhook["namespaceSelector"]["matchExpressions"][0];
+        assert_eq!(excluded["operator"], "NotIn");
+        let values: Vec<&str> = excluded["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(values, ["kube-system", "hubguard", "monitoring"]);
+        let condition = webhook["matchConditions"][0]["expression"]
+            .as_str()
+            .unwrap();
+        assert!(condition.contains("app.kubernetes.io/name") && condition.contains("\"hubguard\""));
+        assert_eq!(
+            webhook["clientConfig"]["service"]["name"],
+            "hubguard-webhook"
+        );
+    }
+    let validating = find(&objects, "ValidatingWebhookConfiguration", "hubguard");
+    let resources: Vec<String> = validating["webhooks"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+        })
+        .collect();
+    for wanted in [
+        "pods",
+        "pods/ephemeralcontainers",
+        "pods/exec",
+        "pods/attach",
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "jobs",
+        "cronjobs",
+        "daskclusters",
+        "daskworkergroups",
+        "daskjobs",
+    ] {
+        assert!(
+            resources.iter().any(|r| r == wanted),
+            "{wanted} not registered: {resources:?}"
+        );
+    }
+    // Cluster-scoped kinds hubguard does not judge are never registered.
+    for rule in validating["webhooks"][0]["rules"].as_array().unwrap() {
+        assert_eq!(rule["scope"], "Namespaced");
+    }
+}
+
+#[test]
+fn webhook_deployment_is_hardened_and_highly_available() {
+    let dir = TempDir::new("chart-deployment");
+    let objects = render(&dir, &[]);
+    let deployment = find(&objects, "Deployment", "hubguard-webhook");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(pod["affinity"]["podAntiAffinity"].is_object());
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&"--manage-tls-secret=hubguard/hubguard-webhook-tls"),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--manage-webhook-configuration=hubguard"),
+        "{args:?}"
+    );
+    let pdb = find(&objects, "PodDisruptionBudget", "hubguard-webhook");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+
+    // The policy ConfigMap holds exactly the preset, which hubguard itself accepts.
+    let config = find(&objects, "ConfigMap", "hubguard-policy");
+    let policy = config["data"]["policy.yaml"].as_str().unwrap();
+    let preset = std::fs::read_to_string(root().join("policies/tess-private.yaml")).unwrap();
+    assert_eq!(policy.trim_end(), preset.trim_end());
+}
+
+#[test]
+fn node_agent_gets_only_the_capabilities_it_needs() {
+    let dir = TempDir::new("chart-agent");
+    let objects = render(&dir, &[]);
+    let daemonset = find(&objects, "DaemonSet", "hubguard-node-agent");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert!(pod.get("hostPID").is_none() && pod.get("hostNetwork").is_none());
+    assert_eq!(
+        pod["tolerations"][0]["operator"], "Exists",
+        "runs on every node"
+    );
+    let sc = &pod["containers"][0]["securityContext"];
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    let added: Vec<&str> = sc["capabilities"]["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["BPF", "NET_ADMIN", "PERFMON", "SYS_RESOURCE"]);
+    let mounts: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["hostPath"]["path"].as_str())
+        .collect();
+    assert_eq!(mounts, ["/sys/fs/bpf", "/sys/fs/cgroup"]);
+
+    // RBAC: the agent reads pods, and only the kube-dns Service besides.
+    let agent_role = find(&objects, "ClusterRole", "hubguard-node-agent");
+    assert_eq!(agent_role["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        agent_role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
+    );
+    let dns = find(&objects, "Role", "hubguard-node-agent-dns");
+    assert_eq!(dns["rules"][0]["resourceNames"][0], "kube-dns");
+    // The webhook: get pods, and its own webhook configurations and Secret by name.
+    let webhook_role = find(&objects, "ClusterRole", "hubguard-webhook");
+    assert_eq!(
+        webhook_role["rules"][0]["verbs"],
+        serde_json::json!(["get"])
+    );
+    assert_eq!(webhook_role["rules"][1]["resourceNames"][0], "hubguard");
+}
+
+#[test]
+fn monitoring_objects_use_the_contract_metric_names() {
+    let dir = TempDir::new("chart-monitoring");
+    let objects = render(
+        &dir,
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
+        ],
+    );
+    let rules = find(&objects, "PrometheusRule", "hubguard");
+    let alerts: Vec<&str> = rules["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "HubguardWebhookErrors",
+        "HubguardWebhookLatencyHigh",
+        "HubguardViolationSpike",
+        "HubguardNodeAgentNotReady",
+        "HubguardPolicyReloadErrors",
+    ] {
+        assert!(alerts.contains(&wanted), "{wanted}: {alerts:?}");
+    }
+    let dashboard = find(&objects, "ConfigMap", "hubguard-dashboard");
+    let json: Value =
+        serde_json::from_str(dashboard["data"]["hubguard.json"].as_str().unwrap()).unwrap();
+    let metrics_doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    let everything = format!("{}{}", serde_json::to_string(&rules).unwrap(), json);
+    for name in regex_names(&everything) {
+        assert!(
+            metrics_doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/metrics.md"
+        );
+    }
+    find(&objects, "ServiceMonitor", "hubguard-webhook");
+}
+
+/// Every `hubguard_*` metric name used (histogram suffixes folded into the histogram).
+fn regex_names(text: &str) -> std::collections::BTreeSet<String> {
+    let re = regex::Regex::new(r"hubguard_[a-z_]+").unwrap();
+    re.find_iter(text)
+        .map(|m| {
+            let name = m.as_str();
+            name.strip_suffix("_bucket").unwrap_or(name).to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn schema_refuses_bad_values_naming_them() {
+    let dir = TempDir::new("chart-schema");
+    let chart = root().join(CHART);
+    for (set, mentions) in [
+        ("webhook.timeoutSeconds=60", "timeoutSeconds"),
+        ("policy.preset=nope", "preset"),
+        ("tls.mode=sometimes", "mode"),
+        ("webhook.failurePolicy=Maybe", "failurePolicy"),
+        ("webhook.replicass=2", "replicass"),
+    ] {
+        let (ok, _, stderr) = helm(
+            &dir,
+            &["template", "x", chart.to_str().unwrap(), "--set", set],
+        );
+        assert!(!ok, "{set} was accepted");
+        assert!(stderr.contains(mentions), "{set}: {stderr}");
+    }
+}
+
+#[test]
+fn shipped_presets_in_the_chart_match_policies() {
+    for preset in ["baseline", "restricted", "tess-public", "tess-private"] {
+        let original =
+            std::fs::read_to_string(root().join(format!("policies/{preset}.yaml"))).unwrap();
+        let copy =
+            std::fs::read_to_string(root().join(format!("{CHART}/files/policies/{preset}.yaml")))
+                .unwrap();
+        assert_eq!(
+            original, copy,
+            "{CHART}/files/policies/{preset}.yaml differs from policies/{preset}.yaml: \
+             cp policies/{preset}.yaml {CHART}/files/policies/"
+        );
+    }
+}

@@ -1,0 +1,365 @@
+//! hubguard behind a real kube-apiserver (with etcd, built from the upstream Go modules):
+//! the chart installed with real Helm, the webhook running locally and registered by URL,
+//! with self-managed TLS written into the cluster under the chart's own RBAC; then requests
+//! through the real API as untrusted service accounts, read back as kubectl prints them.
+//!
+//! One control plane for the whole story, in order: starting one costs seconds and memory.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::controlplane::ControlPlane;
+use support::{free_port, root, Webhook};
+
+const NS: &str = "tess-private";
+const RELEASE: &str = "hubguard";
+const WEBHOOK_DENIED: &str = "admission webhook \"validate.hubguard.dev\" denied the request";
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A header field (`# rule: x`) of a corpus file.
+fn header(path: &Path, field: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(&format!("# {field}:"))
+                .map(|v| v.trim().to_string())
+        })
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// Minimal CRDs, standing in for the real ones' schemas (which accept these objects too):
+/// enough for the API server to store and admit the kinds hubguard's chart and rules name.
+fn install_crds(plane: &ControlPlane) {
+    let crd = |group: &str, kind: &str, plural: &str, version: &str| {
+        format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}, listKind: {kind}List}}\n  versions:\n  - name: {version}\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n---\n",
+            kind.to_lowercase()
+        )
+    };
+    let all = [
+        crd("kubernetes.dask.org", "DaskCluster", "daskclusters", "v1"),
+        crd(
+            "kubernetes.dask.org",
+            "DaskWorkerGroup",
+            "daskworkergroups",
+            "v1",
+        ),
+        crd("kubernetes.dask.org", "DaskJob", "daskjobs", "v1"),
+        crd(
+            "monitoring.coreos.com",
+            "ServiceMonitor",
+            "servicemonitors",
+            "v1",
+        ),
+        crd("monitoring.coreos.com", "PodMonitor", "podmonitors", "v1"),
+        crd(
+            "monitoring.coreos.com",
+            "PrometheusRule",
+            "prometheusrules",
+            "v1",
+        ),
+    ]
+    .concat();
+    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&all));
+    for name in [
+        "daskclusters.kubernetes.dask.org",
+        "prometheusrules.monitoring.coreos.com",
+    ] {
+        plane.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{name}"),
+            "--timeout=60s",
+        ]);
+    }
+}
+
+/// The tenant namespace: the hub, Alice and Bob as service accounts that may create
+/// workloads and pods (classic dask-kubernetes), exec into pods, and use Dask resources.
+fn tenant_namespace(plane: &ControlPlane) {
+    plane.kubectl(&["create", "namespace", NS]);
+    for sa in ["default", "hub", "user-alice", "user-bob"] {
+        plane.kubectl(&["create", "serviceaccount", sa, "-n", NS]);
+    }
+    let rbac = format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: notebook, namespace: {NS}}}
+rules:
+- apiGroups: ["", apps, batch, kubernetes.dask.org]
+  resources: ["*"]
+  verbs: ["*"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: notebook, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: notebook}}
+subjects:
+- {{kind: ServiceAccount, name: hub, namespace: {NS}}}
+- {{kind: ServiceAccount, name: user-alice, namespace: {NS}}}
+- {{kind: ServiceAccount, name: user-bob, namespace: {NS}}}
+"#
+    );
+    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&rbac));
+}
+
+#[test]
+fn hubguard_behind_a_real_api_server() {
+    let plane = ControlPlane::start();
+    install_crds(&plane);
+    // No controller-manager here to create each namespace's default service account.
+    for ns in ["default", "kube-system"] {
+        plane.kubectl(&["create", "serviceaccount", "default", "-n", ns]);
+    }
+
+    // --- The chart, installed by Helm; the webhook registered by URL at a local hubguard.
+    let port = free_port();
+    let chart = root().join("charts/hubguard");
+    let out = plane.helm(&[
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        RELEASE,
+        "--create-namespace",
+        "--set",
+        &format!("webhook.url=https://127.0.0.1:{port}"),
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "helm install: {stderr}");
+    assert!(
+        stdout.contains("hubguard 0.1.0 is installed"),
+        "NOTES.txt shown: {stdout}"
+    );
+    // Every object the chart renders was accepted by the API server's validation.
+    let manifest = text(&plane.helm(&["get", "manifest", RELEASE, "-n", RELEASE])).0;
+    let rendered = manifest.matches("\nkind: ").count();
+    assert!(rendered >= 14, "{rendered} objects");
+    for (kind, name) in [
+        ("validatingwebhookconfiguration", RELEASE),
+        ("mutatingwebhookconfiguration", RELEASE),
+        ("daemonset", "hubguard-node-agent"),
+        ("configmap", "hubguard-policy"),
+        ("prometheusrule", "hubguard"),
+        ("clusterrole", "hubguard-webhook"),
+    ] {
+        plane.kubectl(&["get", kind, name, "-n", RELEASE]);
+    }
+
+    tenant_namespace(&plane);
+
+    // The webhook acts as the chart's own service account: the chart's RBAC must be enough
+    // to create its Secret and set the caBundle.
+    let webhook_sa = plane.kubeconfig_for(RELEASE, "hubguard-webhook");
+    let webhook_sa = webhook_sa.to_str().unwrap();
+    let mut webhook = Webhook::start_on(
+        "policies/tess-private.yaml",
+        port,
+        false,
+        &[
+            "--kubeconfig",
+            webhook_sa,
+            "--manage-tls-secret",
+            "hubguard/hubguard-webhook-tls",
+            "--manage-tls-name",
+            "127.0.0.1",
+            "--manage-webhook-configuration",
+            RELEASE,
+        ],
+    );
+    let bundle = plane.kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        RELEASE,
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+    ]);
+    assert!(bundle.len() > 100, "caBundle set by hubguard: {bundle:?}");
+    plane.kubectl(&["get", "secret", "hubguard-webhook-tls", "-n", RELEASE]);
+
+    let alice = plane.kubeconfig_for(NS, "user-alice");
+    let hub = plane.kubeconfig_for(NS, "hub");
+    let create = |kubeconfig: &Path, file: &Path| -> Output {
+        plane.kubectl_as(
+            kubeconfig,
+            &["create", "-n", NS, "-f", file.to_str().unwrap()],
+            None,
+        )
+    };
+
+    // --- Compliant pods are created, as the untrusted tenant service account.
+    for file in [
+        "tests/corpus/pass/tenant-own-pod.yaml",
+        "tests/fixtures/e2e/alice-dask-worker.yaml",
+    ] {
+        let out = create(&alice, &root().join(file));
+        assert!(out.status.success(), "{file}: {}", text(&out).1);
+    }
+    // The hub's z2jh-default pod is hardened by /mutate, through the API server's own patching.
+    let out = create(
+        &hub,
+        &root().join("tests/corpus/pass/z2jh-user-pod-default.yaml"),
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let seccomp = plane.kubectl(&[
+        "get",
+        "pod",
+        "jupyter-alice--gpu",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.securityContext.seccompProfile.type}",
+    ]);
+    assert_eq!(
+        seccomp, "RuntimeDefault",
+        "the mutation was applied by the API server"
+    );
+
+    // --- Every attack the corpus makes as Alice is refused with hubguard's message.
+    let mut refused = Vec::new();
+    let mut attacks: Vec<_> = std::fs::read_dir(root().join("tests/corpus/attack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    attacks.sort();
+    for file in attacks {
+        if header(&file, "policy").as_deref() != Some("tess-private")
+            || header(&file, "as").as_deref()
+                != Some("system:serviceaccount:tess-private:user-alice")
+        {
+            continue;
+        }
+        let rules = header(&file, "rule")
+            .or_else(|| header(&file, "rules"))
+            .unwrap();
+        let out = create(&alice, &file);
+        let (_, stderr) = text(&out);
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!out.status.success(), "{name} was created");
+        assert!(
+            stderr.contains(WEBHOOK_DENIED)
+                && stderr.contains("hubguard policy tess-private denied"),
+            "{name}: not refused by hubguard: {stderr}"
+        );
+        let first_rule = rules.split([',', ' ']).find(|r| !r.is_empty()).unwrap();
+        assert!(
+            stderr.contains(&format!("[{first_rule}]")),
+            "{name}: {stderr}"
+        );
+        refused.push(name);
+    }
+    assert!(refused.len() >= 20, "{refused:?}");
+    for must in [
+        "privileged-deployment.yaml",
+        "daskcluster-privileged-worker.yaml",
+    ] {
+        assert!(refused.iter().any(|r| r == must), "{must} not exercised");
+    }
+
+    // --- Exec into another tenant's pod is refused; into one's own reaches the node.
+    let out = create(&hub, &root().join("tests/fixtures/e2e/bob-notebook.yaml"));
+    assert!(out.status.success(), "{}", text(&out).1);
+    let exec =
+        |pod: &str| text(&plane.kubectl_as(&alice, &["exec", "-n", NS, pod, "--", "true"], None)).1;
+    let into_bob = exec("jupyter-bob");
+    assert!(
+        into_bob.contains(WEBHOOK_DENIED)
+            && into_bob
+                .contains("it belongs to tenant bob (hub.jupyter.org/username), not to alice"),
+        "{into_bob}"
+    );
+    let into_own = exec("alice-helper");
+    assert!(
+        !into_own.contains("hubguard"),
+        "admission allowed it; there is no kubelet: {into_own}"
+    );
+
+    // --- Warnings arrive as kubectl prints them: the policy file switched to warn mode,
+    // picked up without a restart.
+    std::fs::copy(
+        root().join("tests/fixtures/warn-policy.yaml"),
+        webhook.dir.path("policy.yaml"),
+    )
+    .unwrap();
+    wait_until("the warn policy in force", Duration::from_secs(10), || {
+        webhook
+            .metrics()
+            .sum("hubguard_policy_info", &[("policy", "warn-and-audit")])
+            == 1.0
+    });
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: tool, namespace: default}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+    let out = plane.kubectl_as(&plane.kubeconfig, &["create", "-f", "-"], Some(pod));
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Warning: hubguard [runAsUser]"), "{stderr}");
+    std::fs::copy(
+        root().join("policies/tess-private.yaml"),
+        webhook.dir.path("policy.yaml"),
+    )
+    .unwrap();
+    wait_until(
+        "tess-private back in force",
+        Duration::from_secs(10),
+        || {
+            webhook
+                .metrics()
+                .sum("hubguard_policy_info", &[("policy", "tess-private")])
+                == 1.0
+        },
+    );
+
+    let metrics = webhook.metrics();
+    assert!(
+        metrics.sum(
+            "hubguard_admission_requests_total",
+            &[("decision", "denied")]
+        ) >= 20.0
+    );
+    assert!(metrics.sum("hubguard_tls_certificate_expiry_timestamp_seconds", &[]) > 0.0);
+
+    // --- With the webhook gone, governed namespaces fail closed; kube-system still works.
+    let _ = webhook.child.kill();
+    let _ = webhook.child.wait();
+    let out = create(
+        &alice,
+        &root().join("tests/corpus/pass/tenant-own-pod.yaml"),
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "created with the webhook down");
+    assert!(stderr.contains("failed calling webhook"), "{stderr}");
+    let system_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: still-works, namespace: kube-system}\nspec:\n  containers: [{name: c, image: registry.k8s.io/pause:3.10}]\n";
+    let out = plane.kubectl_as(&plane.kubeconfig, &["create", "-f", "-"], Some(system_pod));
+    assert!(
+        out.status.success(),
+        "kube-system blocked: {}",
+        text(&out).1
+    );
+    drop(webhook);
+}

@@ -1,0 +1,346 @@
+//! Self-managed TLS, for clusters without cert-manager: hubguard keeps a CA and a serving
+//! certificate in one Secret, renews the serving certificate well before it expires, writes
+//! it where the TLS listener reloads it from, and keeps its webhook configurations' caBundle
+//! equal to the CA. Every replica runs this; creates and updates are guarded by the API
+//! server (AlreadyExists, resourceVersion conflicts), so replicas converge on one Secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::Client;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::metrics::Metrics;
+
+const CA_LIFETIME: Duration = Duration::days(3650);
+const SERVING_LIFETIME: Duration = Duration::days(365);
+/// Renewed when less than this is left: months of warning, not hours.
+const RENEW_BEFORE: Duration = Duration::days(90);
+
+const NOT_AFTER: &str = "hubguard.dev/serving-not-after";
+const NAMES: &str = "hubguard.dev/serving-names";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagedTlsError {
+    #[error("Secret {namespace}/{name}: {error}")]
+    Api {
+        namespace: String,
+        name: String,
+        #[source]
+        error: kube::Error,
+    },
+    #[error("webhook configuration {name}: {error}")]
+    Configuration {
+        name: String,
+        #[source]
+        error: kube::Error,
+    },
+    #[error("Secret {0} holds no usable CA (ca.crt, ca.key): {1}")]
+    BadCa(String, String),
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("writing {path}: {error}")]
+    Write {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("the Secret kept changing under us; will retry")]
+    Contention,
+}
+
+pub struct ManagedTls {
+    pub client: Client,
+    pub namespace: String,
+    pub secret: String,
+    /// DNS names (or IP addresses) the serving certificate is valid for.
+    pub names: Vec<String>,
+    /// Mutating and validating webhook configurations whose caBundle is kept current.
+    pub configurations: Vec<String>,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl ManagedTls {
+    /// Makes sure a valid certificate is in the Secret, on disk and in the caBundles.
+    pub async fn ensure(&self, metrics: &Metrics) -> Result<(), ManagedTlsError> {
+        let mut secret = None;
+        for _ in 0..3 {
+            match self.ensure_secret().await {
+                Ok(s) => {
+                    secret = Some(s);
+                    break;
+                }
+                Err(ManagedTlsError::Contention) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let secret = secret.ok_or(ManagedTlsError::Contention)?;
+        let data = secret.data.unwrap_or_default();
+        let get = |key: &str| data.get(key).map(|b| b.0.clone()).unwrap_or_default();
+        write_if_changed(&self.cert_path, &get("tls.crt"))?;
+        write_if_changed(&self.key_path, &get("tls.key"))?;
+        if let Some(not_after) = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NOT_AFTER))
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        {
+            metrics
+                .certificate_expiry
+                .set(not_after.unix_timestamp() as f64);
+        }
+        self.update_ca_bundles(&get("ca.crt")).await
+    }
+
+    async fn ensure_secret(&self) -> Result<Secret, ManagedTlsError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let api_err = |error| ManagedTlsError::Api {
+            namespace: self.namespace.clone(),
+            name: self.secret.clone(),
+            error,
+        };
+        let existing = api.get_opt(&self.secret).await.map_err(api_err)?;
+        let Some(mut secret) = existing else {
+            let authority = new_authority()?;
+            let fresh = self.secret_with(ObjectMeta::default(), &authority)?;
+            return match api.create(&PostParams::default(), &fresh).await {
+                Ok(created) => {
+                    tracing::info!(secret = %self.secret, "created the webhook's CA and serving certificate");
+                    Ok(created)
+                }
+                // Another replica created it first: use theirs.
+                Err(kube::Error::Api(e)) if e.code == 409 => Err(ManagedTlsError::Contention),
+                Err(e) => Err(api_err(e)),
+            };
+        };
+        if !self.needs_renewal(&secret) {
+            return Ok(secret);
+        }
+        let data = secret.data.clone().unwrap_or_default();
+        let authority = load_authority(&self.secret, &data)?;
+        let renewed = self.secret_with(secret.metadata.clone(), &authority)?;
+        secret.data = renewed.data;
+        secret.metadata.annotations = renewed.metadata.annotations;
+        match api
+            .replace(&self.secret, &PostParams::default(), &secret)
+            .await
+        {
+            Ok(updated) => {
+                tracing::info!(secret = %self.secret, "renewed the webhook's serving certificate");
+                Ok(updated)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(ManagedTlsError::Contention),
+            Err(e) => Err(api_err(e)),
+        }
+    }
+
+    fn needs_renewal(&self, secret: &Secret) -> bool {
+        let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+        let expiring = annotations
+            .get(NOT_AFTER)
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            .is_none_or(|not_after| not_after - OffsetDateTime::now_utc() < RENEW_BEFORE);
+        let names_changed = annotations.get(NAMES) != Some(&self.names.join(","));
+        let incomplete = ["ca.crt", "ca.key", "tls.crt", "tls.key"]
+            .iter()
+            .any(|k| !secret.data.as_ref().is_some_and(|d| d.contains_key(*k)));
+        expiring || names_changed || incomplete
+    }
+
+    fn secret_with(
+        &self,
+        mut metadata: ObjectMeta,
+        authority: &Authority,
+    ) -> Result<Secret, ManagedTlsError> {
+        let now = OffsetDateTime::now_utc();
+        let not_after = now + SERVING_LIFETIME;
+        let mut params = CertificateParams::new(self.names.clone())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            self.names.first().map_or("hubguard", String::as_str),
+        );
+        params.distinguished_name = dn;
+        params.not_before = now - Duration::hours(1);
+        params.not_after = not_after;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &authority.issuer)?;
+        metadata.name = Some(self.secret.clone());
+        metadata.namespace = Some(self.namespace.clone());
+        let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(
+            NOT_AFTER.into(),
+            not_after.format(&Rfc3339).unwrap_or_default(),
+        );
+        annotations.insert(NAMES.into(), self.names.join(","));
+        metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("app.kubernetes.io/name".into(), "hubguard".into());
+        let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+        Ok(Secret {
+            metadata,
+            type_: Some("Opaque".into()),
+            data: Some(BTreeMap::from([
+                ("ca.crt".into(), bytes(&authority.cert_pem)),
+                ("ca.key".into(), bytes(&authority.key_pem)),
+                ("tls.crt".into(), bytes(&cert.pem())),
+                ("tls.key".into(), bytes(&key.serialize_pem())),
+            ])),
+            ..Secret::default()
+        })
+    }
+
+    async fn update_ca_bundles(&self, ca_pem: &[u8]) -> Result<(), ManagedTlsError> {
+        let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        for name in &self.configurations {
+            let config_err = |error| ManagedTlsError::Configuration {
+                name: name.clone(),
+                error,
+            };
+            let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+            if let Some(found) = mutating.get_opt(name).await.map_err(config_err)? {
+                let current: Vec<Option<ByteString>> = found
+                    .webhooks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| w.client_config.ca_bundle)
+                    .collect();
+                patch_bundles(&mutating, name, &current, ca_pem, &bundle)
+                    .await
+                    .map_err(config_err)?;
+            }
+            let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+            if let Some(found) = validating.get_opt(name).await.map_err(config_err)? {
+                let current: Vec<Option<ByteString>> = found
+                    .webhooks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| w.client_config.ca_bundle)
+                    .collect();
+                patch_bundles(&validating, name, &current, ca_pem, &bundle)
+                    .await
+                    .map_err(config_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets every webhook's caBundle that differs, by index, in one JSON patch.
+async fn patch_bundles<K>(
+    api: &Api<K>,
+    name: &str,
+    current: &[Option<ByteString>],
+    ca_pem: &[u8],
+    bundle: &str,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let ops: Vec<serde_json::Value> = current
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.as_ref().map(|b| b.0.as_slice()) != Some(ca_pem))
+        .map(|(i, _)| {
+            serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle})
+        })
+        .collect();
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+        .expect("well-formed JSON patch operations");
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await?;
+    tracing::info!(
+        configuration = name,
+        "set the webhook configuration's caBundle"
+    );
+    Ok(())
+}
+
+struct Authority {
+    cert_pem: String,
+    key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// The CA's name and constraints. Signing needs only these and the key, so a CA read back
+/// from the Secret is rebuilt from them without parsing its certificate.
+fn authority_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "hubguard webhook CA");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+fn new_authority() -> Result<Authority, ManagedTlsError> {
+    let now = OffsetDateTime::now_utc();
+    let mut params = authority_params()?;
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + CA_LIFETIME;
+    let key = KeyPair::generate()?;
+    let cert_pem = params.self_signed(&key)?.pem();
+    Ok(Authority {
+        cert_pem,
+        key_pem: key.serialize_pem(),
+        issuer: Issuer::new(params, key),
+    })
+}
+
+fn load_authority(
+    secret: &str,
+    data: &BTreeMap<String, ByteString>,
+) -> Result<Authority, ManagedTlsError> {
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .ok_or_else(|| ManagedTlsError::BadCa(secret.into(), format!("{key} missing")))
+    };
+    let (cert_pem, key_pem) = match (text("ca.crt"), text("ca.key")) {
+        (Ok(c), Ok(k)) => (c, k),
+        // A Secret someone emptied: start over with a new CA (the caBundles follow).
+        _ => return new_authority(),
+    };
+    let key = KeyPair::from_pem(&key_pem)
+        .map_err(|e| ManagedTlsError::BadCa(secret.into(), e.to_string()))?;
+    let issuer = Issuer::new(authority_params()?, key);
+    Ok(Authority {
+        cert_pem,
+        key_pem,
+        issuer,
+    })
+}
+
+fn write_if_changed(path: &Path, contents: &[u8]) -> Result<(), ManagedTlsError> {
+    if std::fs::read(path).is_ok_and(|c| c == contents) {
+        return Ok(());
+    }
+    let write_err = |error| ManagedTlsError::Write {
+        path: path.display().to_string(),
+        error,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)
+}
