@@ -48,40 +48,10 @@ fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-/// Minimal CRDs, standing in for the real ones' schemas (which accept these objects too):
-/// enough for the API server to store and admit the kinds hubguard's chart and rules name.
+/// Stand-in CRDs (tests/fixtures/e2e/crds.yaml) for the Dask and monitoring kinds.
 fn install_crds(plane: &ControlPlane) {
-    let crd = |group: &str, kind: &str, plural: &str, version: &str| {
-        format!(
-            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}, listKind: {kind}List}}\n  versions:\n  - name: {version}\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n---\n",
-            kind.to_lowercase()
-        )
-    };
-    let all = [
-        crd("kubernetes.dask.org", "DaskCluster", "daskclusters", "v1"),
-        crd(
-            "kubernetes.dask.org",
-            "DaskWorkerGroup",
-            "daskworkergroups",
-            "v1",
-        ),
-        crd("kubernetes.dask.org", "DaskJob", "daskjobs", "v1"),
-        crd(
-            "monitoring.coreos.com",
-            "ServiceMonitor",
-            "servicemonitors",
-            "v1",
-        ),
-        crd("monitoring.coreos.com", "PodMonitor", "podmonitors", "v1"),
-        crd(
-            "monitoring.coreos.com",
-            "PrometheusRule",
-            "prometheusrules",
-            "v1",
-        ),
-    ]
-    .concat();
-    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&all));
+    let file = root().join("tests/fixtures/e2e/crds.yaml");
+    plane.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     for name in [
         "daskclusters.kubernetes.dask.org",
         "prometheusrules.monitoring.coreos.com",
@@ -95,33 +65,10 @@ fn install_crds(plane: &ControlPlane) {
     }
 }
 
-/// The tenant namespace: the hub, Alice and Bob as service accounts that may create
-/// workloads and pods (classic dask-kubernetes), exec into pods, and use Dask resources.
+/// The tenant namespace, as the local run (scripts/run) sets it up too.
 fn tenant_namespace(plane: &ControlPlane) {
-    plane.kubectl(&["create", "namespace", NS]);
-    for sa in ["default", "hub", "user-alice", "user-bob"] {
-        plane.kubectl(&["create", "serviceaccount", sa, "-n", NS]);
-    }
-    let rbac = format!(
-        r#"apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: notebook, namespace: {NS}}}
-rules:
-- apiGroups: ["", apps, batch, kubernetes.dask.org]
-  resources: ["*"]
-  verbs: ["*"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: notebook, namespace: {NS}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: notebook}}
-subjects:
-- {{kind: ServiceAccount, name: hub, namespace: {NS}}}
-- {{kind: ServiceAccount, name: user-alice, namespace: {NS}}}
-- {{kind: ServiceAccount, name: user-bob, namespace: {NS}}}
-"#
-    );
-    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&rbac));
+    let file = root().join("tests/fixtures/e2e/tenants.yaml");
+    plane.kubectl(&["apply", "-f", file.to_str().unwrap()]);
 }
 
 #[test]

@@ -34,6 +34,27 @@ enum Command {
     },
     /// Send reviews and print {"reviews_per_sec", "p50_us", "p99_us", ...} as one JSON line.
     Run(RunArgs),
+    /// Create pods through a Kubernetes API server and print {"creates_per_sec", "p50_us",
+    /// "p99_us", ...}: admission measured as a user meets it.
+    Apiserver(ApiserverArgs),
+}
+
+#[derive(clap::Args)]
+struct ApiserverArgs {
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[arg(long)]
+    namespace: String,
+    /// The pod to create (YAML); its name and namespace are replaced.
+    #[arg(long)]
+    object: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pods: usize,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Pods are named PREFIX-N.
+    #[arg(long, default_value = "bench")]
+    name_prefix: String,
 }
 
 #[derive(clap::Args)]
@@ -78,6 +99,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Apiserver(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(apiserver(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -255,6 +289,82 @@ async fn run(args: RunArgs) -> Result<(), String> {
     println!("{summary}");
     if errors > 0 {
         return Err(format!("{errors} requests failed"));
+    }
+    Ok(())
+}
+
+async fn apiserver(args: ApiserverArgs) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    let text = std::fs::read_to_string(&args.object)
+        .map_err(|e| format!("{}: {e}", args.object.display()))?;
+    let template: Pod =
+        serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", args.object.display()))?;
+    let client = hubguard_webhook::pods::cluster_client(Some(&args.kubeconfig)).await?;
+    let api: Api<Pod> = Api::namespaced(client, &args.namespace);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (api, next, template, namespace) = (
+            api.clone(),
+            next.clone(),
+            template.clone(),
+            args.namespace.clone(),
+        );
+        let total = args.pods;
+        let prefix = args.name_prefix.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = Vec::new();
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= total {
+                    break;
+                }
+                let mut pod = template.clone();
+                pod.metadata.name = Some(format!("{prefix}-{index}"));
+                pod.metadata.namespace = Some(namespace.clone());
+                let sent = Instant::now();
+                match api.create(&PostParams::default(), &pod).await {
+                    Ok(_) => {
+                        latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32)
+                    }
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    for task in tasks {
+        let (l, f) = task.await.map_err(|e| e.to_string())?;
+        latencies.extend(l);
+        failures.extend(f);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "created": latencies.len(),
+            "failed": failures.len(),
+            "seconds": elapsed,
+            "creates_per_sec": latencies.len() as f64 / elapsed,
+            "p50_us": pct(0.5),
+            "p99_us": pct(0.99),
+            "concurrency": args.concurrency,
+        })
+    );
+    if let Some(first) = failures.first() {
+        return Err(format!("{} creates failed; first: {first}", failures.len()));
     }
     Ok(())
 }
