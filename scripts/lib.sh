@@ -47,11 +47,42 @@ ensure_rust() {
 HUBGUARD_CACHE="${HUBGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubguard}"
 export HUBGUARD_CACHE
 
+GO_TOOLCHAIN="go1.26.8"
+
+# Go for building the control plane and Helm. A machine without Go, or with one too old to
+# switch toolchains itself (< 1.21), gets the pinned toolchain from the Go module proxy, where
+# Go publishes its own toolchains (golang.org/toolchain), into the cache.
 ensure_go() {
-    command -v go >/dev/null 2>&1 || ensure_command go golang-go
-    local have
-    have="$(go env GOVERSION | sed 's/^go//')"
-    if [ "$(printf '%s\n%s\n' "1.26.0" "$have" | sort -V | head -1)" != "1.26.0" ]; then
-        die "Go $have is older than 1.26.0, which Kubernetes 1.37 needs; install a newer Go from https://go.dev/dl"
+    local have=""
+    command -v go >/dev/null 2>&1 && have="$(go env GOVERSION 2>/dev/null | sed 's/^go//')"
+    if [ -n "$have" ] && [ -z "${HUBGUARD_FORCE_GO_DOWNLOAD:-}" ]; then
+        if [ "$(printf '%s\n%s\n' "1.26.0" "$have" | sort -V | head -1)" = "1.26.0" ]; then
+            return 0
+        fi
+        if [ "$(printf '%s\n%s\n' "1.21.0" "$have" | sort -V | head -1)" = "1.21.0" ]; then
+            log "Go $have is older than 1.26: using $GO_TOOLCHAIN through GOTOOLCHAIN"
+            export GOTOOLCHAIN="$GO_TOOLCHAIN"
+            return 0
+        fi
     fi
+    local root="$HUBGUARD_CACHE/$GO_TOOLCHAIN"
+    if [ ! -x "$root/bin/go" ]; then
+        ensure_command curl curl
+        ensure_command unzip unzip
+        local proxy="${GOPROXY:-https://proxy.golang.org}"
+        proxy="${proxy%%,*}"
+        local url="$proxy/golang.org/toolchain/@v/v0.0.1-$GO_TOOLCHAIN.linux-$(dpkg --print-architecture 2>/dev/null || echo amd64).zip"
+        log "fetching $GO_TOOLCHAIN from the Go module proxy ($url)"
+        local tmp
+        tmp="$(mktemp -d)"
+        curl -fsSL --retry 3 -o "$tmp/go.zip" "$url" || die "downloading $url failed"
+        unzip -q "$tmp/go.zip" -d "$tmp" || die "unpacking the Go toolchain failed"
+        mkdir -p "$HUBGUARD_CACHE"
+        rm -rf "$root"
+        mv "$tmp/golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-"* "$root"
+        rm -rf "$tmp"
+    fi
+    export PATH="$root/bin:$PATH"
+    export GOTOOLCHAIN=local
+    go version >/dev/null || die "the downloaded Go toolchain does not run"
 }
