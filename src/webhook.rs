@@ -54,6 +54,9 @@ pub struct WebhookArgs {
     /// Seconds between checks of the self-managed Secret, files and caBundles.
     #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
     manage_tls_interval: f64,
+    /// Offer HTTP/2 to clients (ALPN); `--http2 false` leaves them HTTP/1.1 keep-alive.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    http2: bool,
     /// Benchmark baseline only: answer every review "allowed" without judging it.
     #[arg(long, hide = true)]
     allow_all: bool,
@@ -125,6 +128,7 @@ pub fn run(args: WebhookArgs) -> ExitCode {
         drain_timeout,
         kubeconfig: args.kubeconfig,
         allow_all: args.allow_all,
+        http2: args.http2,
         managed_tls,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -42,6 +42,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub kubeconfig: Option<PathBuf>,
     pub allow_all: bool,
+    /// Offer HTTP/2 by ALPN; without it clients use HTTP/1.1 keep-alive connections.
+    pub http2: bool,
     /// Keep a self-managed CA and serving certificate (written to `tls_cert`/`tls_key`).
     pub managed_tls: Option<ManagedTlsConfig>,
 }
@@ -120,7 +122,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.allow_all,
     ));
     let service = TowerToHyperService::new(http::router(state));
-    let acceptor = TlsAcceptor::from(Arc::new(certs.server_config()));
+    let acceptor = TlsAcceptor::from(Arc::new(certs.server_config(config.http2)));
     let listener = bind(config.listen).await?;
 
     let reloader = {

@@ -114,14 +114,18 @@ impl CertStore {
     }
 
     /// A rustls server configuration that asks this store for its certificate on every
-    /// handshake: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN.
-    pub fn server_config(self: &Arc<Self>) -> ServerConfig {
+    /// handshake: TLS 1.2 and 1.3, HTTP/2 (if `http2`) and HTTP/1.1 by ALPN.
+    pub fn server_config(self: &Arc<Self>, http2: bool) -> ServerConfig {
         let mut config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .expect("ring supports TLS 1.2 and 1.3")
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         config
     }
 }
