@@ -215,31 +215,44 @@ impl ManagedTls {
                 error,
             };
             let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-            if let Some(found) = mutating.get_opt(name).await.map_err(config_err)? {
-                let current: Vec<Option<ByteString>> = found
-                    .webhooks
-                    .unwrap_or_default()
+            keep_bundles_current(&mutating, name, ca_pem, &bundle, |c| {
+                c.webhooks
                     .into_iter()
+                    .flatten()
                     .map(|w| w.client_config.ca_bundle)
-                    .collect();
-                patch_bundles(&mutating, name, &current, ca_pem, &bundle)
-                    .await
-                    .map_err(config_err)?;
-            }
+                    .collect()
+            })
+            .await
+            .map_err(config_err)?;
             let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-            if let Some(found) = validating.get_opt(name).await.map_err(config_err)? {
-                let current: Vec<Option<ByteString>> = found
-                    .webhooks
-                    .unwrap_or_default()
+            keep_bundles_current(&validating, name, ca_pem, &bundle, |c| {
+                c.webhooks
                     .into_iter()
+                    .flatten()
                     .map(|w| w.client_config.ca_bundle)
-                    .collect();
-                patch_bundles(&validating, name, &current, ca_pem, &bundle)
-                    .await
-                    .map_err(config_err)?;
-            }
+                    .collect()
+            })
+            .await
+            .map_err(config_err)?;
         }
         Ok(())
+    }
+}
+
+/// Reads configuration `name` (if it exists) and sets the caBundles that differ.
+async fn keep_bundles_current<K>(
+    api: &Api<K>,
+    name: &str,
+    ca_pem: &[u8],
+    bundle: &str,
+    bundles_of: impl FnOnce(K) -> Vec<Option<ByteString>>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_opt(name).await? {
+        Some(found) => patch_bundles(api, name, &bundles_of(found), ca_pem, bundle).await,
+        None => Ok(()),
     }
 }
 
