@@ -12,6 +12,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::controlplane::ControlPlane;
+use support::corpus::header;
 use support::{free_port, root, Webhook};
 
 const NS: &str = "tess-private";
@@ -23,18 +24,6 @@ fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A header field (`# rule: x`) of a corpus file.
-fn header(path: &Path, field: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(&format!("# {field}:"))
-                .map(|v| v.trim().to_string())
-        })
 }
 
 fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -197,15 +186,12 @@ fn hubguard_behind_a_real_api_server() {
         .collect();
     attacks.sort();
     for file in attacks {
-        if header(&file, "policy").as_deref() != Some("tess-private")
-            || header(&file, "as").as_deref()
-                != Some("system:serviceaccount:tess-private:user-alice")
+        let h = header(&file);
+        if h.policy != "tess-private"
+            || h.requester.as_deref() != Some("system:serviceaccount:tess-private:user-alice")
         {
             continue;
         }
-        let rules = header(&file, "rule")
-            .or_else(|| header(&file, "rules"))
-            .unwrap();
         let out = create(&alice, &file);
         let (_, stderr) = text(&out);
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -215,11 +201,12 @@ fn hubguard_behind_a_real_api_server() {
                 && stderr.contains("hubguard policy tess-private denied"),
             "{name}: not refused by hubguard: {stderr}"
         );
-        let first_rule = rules.split([',', ' ']).find(|r| !r.is_empty()).unwrap();
-        assert!(
-            stderr.contains(&format!("[{first_rule}]")),
-            "{name}: {stderr}"
-        );
+        for rule in &h.rules {
+            assert!(
+                stderr.contains(&format!("[{rule}]")),
+                "{name}: no [{rule}] in {stderr}"
+            );
+        }
         refused.push(name);
     }
     assert!(refused.len() >= 20, "{refused:?}");

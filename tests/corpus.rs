@@ -8,61 +8,14 @@
 //!   `# fix: TEXT`      (attack) every fix must contain this
 //!   `# mutations: none` (pass) the shape must pass without any default being set
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-
-struct Header {
-    policy: String,
-    requester: Option<String>,
-    groups: Vec<String>,
-    rules: Vec<String>,
-    fix: Option<String>,
-    no_mutations: bool,
-}
-
-fn header(path: &Path) -> Header {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut h = Header {
-        policy: String::new(),
-        requester: None,
-        groups: Vec::new(),
-        rules: Vec::new(),
-        fix: None,
-        no_mutations: false,
-    };
-    for line in text.lines().take_while(|l| l.starts_with('#')) {
-        let Some((key, value)) = line.trim_start_matches('#').trim().split_once(": ") else {
-            continue;
-        };
-        let words = || {
-            value
-                .split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
-        match key {
-            "policy" => h.policy = value.to_string(),
-            "as" => h.requester = Some(value.to_string()),
-            "groups" => h.groups = words(),
-            "rule" | "rules" => h.rules = words(),
-            "fix" => h.fix = Some(value.to_string()),
-            "mutations" => h.no_mutations = value == "none",
-            _ => {}
-        }
-    }
-    assert!(
-        !h.policy.is_empty(),
-        "{}: no '# policy:' header",
-        path.display()
-    );
-    h
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::corpus::{header, Header};
+use support::root;
 
 fn check(path: &Path, h: &Header) -> (i32, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubguard"));

@@ -213,7 +213,6 @@ async fn mutate_returns_the_defaults_that_make_a_z2jh_default_pod_pass() {
 #[tokio::test]
 async fn update_judges_the_new_object_but_not_metadata_only_changes() {
     let webhook = Webhook::start(PRIVATE, &[]);
-    let good = manifest("tests/corpus/pass/daskcluster-operator.yaml");
     let bad = manifest("tests/corpus/attack/privileged-deployment.yaml");
     let mut safe_deployment = bad.clone();
     safe_deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"allowPrivilegeEscalation": false, "runAsNonRoot": true, "runAsUser": 1000,
@@ -246,7 +245,6 @@ async fn update_judges_the_new_object_but_not_metadata_only_changes() {
     };
     assert_eq!(webhook.review("/validate", &cleanup).await["allowed"], true);
 
-    let _ = good;
     let metrics = webhook.metrics();
     assert_eq!(
         metrics.sum(
@@ -590,7 +588,7 @@ async fn sigterm_drains_the_request_in_flight_then_exits() {
     let body = serde_json::to_vec(&create(&pod, HUB).to_json()).unwrap();
 
     // Half a request on the wire when SIGTERM arrives; the rest after it.
-    let mut stream = raw_tls(&webhook).await;
+    let mut stream = webhook.client(Protocol::Http1).connect_tls().await.unwrap();
     let head = format!(
         "POST /validate HTTP/1.1\r\nHost: hubguard\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -623,30 +621,6 @@ async fn sigterm_drains_the_request_in_flight_then_exits() {
     let status = wait_exit(&mut webhook.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "log:\n{}", webhook.log());
     assert!(webhook.log().contains("drained; exiting"));
-}
-
-async fn raw_tls(webhook: &Webhook) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use std::sync::Arc;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(webhook.ca.cert_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(webhook.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
 }
 
 fn wait_for(mut condition: impl FnMut() -> bool) {

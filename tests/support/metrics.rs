@@ -57,50 +57,32 @@ fn parse_line(line: &str) -> Option<Sample> {
     let name = line[..name_end].to_string();
     let mut rest = &line[name_end..];
     let mut labels = BTreeMap::new();
-    if let Some(after) = rest.strip_prefix('{') {
-        let mut chars = after.char_indices().peekable();
-        let consumed;
+    if let Some(mut inner) = rest.strip_prefix('{') {
+        // key="value" pairs, values with \\, \" and \n escapes, separated by commas.
         loop {
-            // key
-            let start = chars.peek()?.0;
-            if after[start..].starts_with('}') {
-                consumed = start + 1;
+            inner = inner.trim_start_matches(',');
+            if let Some(after) = inner.strip_prefix('}') {
+                rest = after;
                 break;
             }
-            let eq = after[start..].find('=')? + start;
-            let key = after[start..eq].trim_start_matches(',').to_string();
-            while chars.peek()?.0 <= eq {
-                chars.next();
-            }
-            if chars.next()?.1 != '"' {
-                return None;
-            }
+            let (key, after_key) = inner.split_once("=\"")?;
             let mut value = String::new();
-            loop {
-                let (_, c) = chars.next()?;
-                match c {
-                    '\\' => match chars.next()?.1 {
+            let mut chars = after_key.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (_, '\\') => match chars.next()?.1 {
                         'n' => value.push('\n'),
                         other => value.push(other),
                     },
-                    '"' => break,
-                    other => value.push(other),
+                    (i, '"') => break i,
+                    (_, other) => value.push(other),
                 }
-            }
-            labels.insert(key, value);
-            if let Some((i, ',')) = chars.peek().copied() {
-                chars.next();
-                let _ = i;
-            }
-            if let Some((i, '}')) = chars.peek().copied() {
-                consumed = i + 1;
-                break;
-            }
+            };
+            labels.insert(key.to_string(), value);
+            inner = &after_key[end + 1..];
         }
-        rest = &after[consumed..];
     }
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
+    let value = match rest.split_whitespace().next()? {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         v => v.parse().ok()?,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod controlplane;
+pub mod corpus;
 pub mod metrics;
 
 use std::net::{SocketAddr, TcpListener};

@@ -40,7 +40,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn allow(request: &AdmissionRequest<RawObject>) -> Self {
+    pub fn allow(request: &AdmissionRequest<RawObject>) -> Self {
         Outcome {
             response: AdmissionResponse::from(request),
             decision: Decision::Allowed,
@@ -180,24 +180,27 @@ fn respond(
     }
 }
 
-/// `/validate` for exec, attach and port-forward. `target` holds the pod's labels, or why
-/// they could not be read. A tenant may reach only pods labelled for that tenant; trusted
-/// requesters and people who are not tenants are left to RBAC.
+/// For exec, attach and port-forward: the tenant the target pod must belong to, or `None`
+/// when there is nothing to check (a namespace hubguard does not govern, a requester who is
+/// no tenant: trusted requesters and people are left to RBAC).
+pub fn connect_tenant(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Option<String> {
+    if !policy.governs(request.namespace.as_deref().unwrap_or("")) {
+        return None;
+    }
+    policy.standing(Some(&requester(request))).tenant
+}
+
+/// `/validate` for exec, attach and port-forward by `tenant` (from `connect_tenant`).
+/// `target` holds the pod's labels, or why they could not be read; a tenant may reach only
+/// pods labelled for that tenant.
 pub fn validate_connect(
     policy: &Policy,
     request: &AdmissionRequest<RawObject>,
     pod: &str,
+    tenant: &str,
     target: Result<BTreeMap<String, String>, String>,
 ) -> Outcome {
     let namespace = request.namespace.as_deref().unwrap_or("");
-    if !policy.governs(namespace) {
-        return Outcome::allow(request);
-    }
-    let requester = requester(request);
-    let standing = policy.standing(Some(&requester));
-    let Some(tenant) = standing.tenant.filter(|_| !standing.trusted) else {
-        return Outcome::allow(request);
-    };
     let action = request.sub_resource.as_deref().unwrap_or("connect");
     let refusal = match target {
         Err(why) => format!(
@@ -210,7 +213,7 @@ pub fn validate_connect(
                 .iter()
                 .find_map(|key| labels.get(key).map(|v| (key, v)));
             match owner {
-                Some((_, owner)) if *owner == tenant => return Outcome::allow(request),
+                Some((_, owner)) if owner == tenant => return Outcome::allow(request),
                 Some((key, owner)) => format!(
                     "hubguard policy {} denied {action} into pod {namespace}/{pod}: \
                      it belongs to tenant {owner} ({key}), not to {tenant}",
@@ -251,7 +254,7 @@ pub fn mutate(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Outcome
         },
     );
     match patch {
-        Ok(Some(patch)) => match allow.response.clone().with_patch(patch) {
+        Ok(Some(patch)) => match AdmissionResponse::from(request).with_patch(patch) {
             Ok(response) => Outcome { response, ..allow },
             Err(error) => {
                 tracing::error!(%error, "cannot serialise the defaults patch; admitting unpatched");

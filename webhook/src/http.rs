@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::Router;
 use hubguard_policy::objects::layout_kinds;
 use hubguard_policy::Policy;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
 
 use crate::admission::{self, Decision, Outcome, Subject};
 use crate::metrics::{Metrics, DRY_RUN_MODE};
@@ -103,9 +103,9 @@ async fn handle(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };
-    let loaded = state.policies.current_owned();
+    let loaded = state.policies.current();
     let outcome = if state.allow_all {
-        Ok(allow(&request))
+        Ok(Outcome::allow(&request))
     } else {
         decide(state, &loaded.policy, endpoint, &request).await
     };
@@ -120,8 +120,8 @@ async fn handle(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
                 .into_response();
         }
     };
-    let body = serde_json::to_vec(&outcome.response.clone().into_review());
     record(state, &loaded.policy.name, &request, &outcome);
+    let body = serde_json::to_vec(&outcome.response.into_review());
     state
         .metrics
         .duration
@@ -147,15 +147,6 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<RawObject>, String> {
         .map_err(|_| "the AdmissionReview has no request".to_string())
 }
 
-fn allow(request: &AdmissionRequest<RawObject>) -> Outcome {
-    Outcome {
-        response: AdmissionResponse::from(request),
-        decision: Decision::Allowed,
-        violations: Vec::new(),
-        dry_run: request.dry_run,
-    }
-}
-
 /// Judges the request. A panic in the engine becomes an error answer for this request only.
 async fn decide(
     state: &AppState,
@@ -163,29 +154,26 @@ async fn decide(
     endpoint: Endpoint,
     request: &AdmissionRequest<RawObject>,
 ) -> Result<Outcome, ()> {
-    let guarded = |f: &dyn Fn() -> Outcome| {
+    let guarded = |f: Box<dyn FnOnce() -> Outcome + '_>| {
         catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
             tracing::error!(uid = %request.uid, "the policy engine panicked on this request");
         })
     };
     match endpoint {
-        Endpoint::Mutate => guarded(&|| admission::mutate(policy, request)),
+        Endpoint::Mutate => guarded(Box::new(|| admission::mutate(policy, request))),
         Endpoint::Validate => match admission::subject(request) {
-            Subject::Pass => Ok(allow(request)),
-            Subject::Object => guarded(&|| admission::validate_object(policy, request)),
+            Subject::Pass => Ok(Outcome::allow(request)),
+            Subject::Object => guarded(Box::new(|| admission::validate_object(policy, request))),
             Subject::PodConnect { pod } => {
-                let namespace = request.namespace.as_deref().unwrap_or("");
                 // Only a tenant's request needs the pod; everyone else is decided without it.
-                let standing = policy.standing(Some(&admission::requester(request)));
-                let target = if policy.governs(namespace)
-                    && standing.tenant.is_some()
-                    && !standing.trusted
-                {
-                    state.pods.labels(namespace, &pod).await
-                } else {
-                    Ok(Default::default())
+                let Some(tenant) = admission::connect_tenant(policy, request) else {
+                    return Ok(Outcome::allow(request));
                 };
-                guarded(&|| admission::validate_connect(policy, request, &pod, target.clone()))
+                let namespace = request.namespace.as_deref().unwrap_or("");
+                let target = state.pods.labels(namespace, &pod).await;
+                guarded(Box::new(|| {
+                    admission::validate_connect(policy, request, &pod, &tenant, target)
+                }))
             }
         },
     }

@@ -15,6 +15,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,18 +95,22 @@ impl HttpsClient {
         })
     }
 
-    pub async fn connect(&self) -> Result<Connection, ClientError> {
+    /// A verified TLS stream to the server, for speaking HTTP by hand.
+    pub async fn connect_tls(&self) -> Result<TlsStream<TcpStream>, ClientError> {
         let connect_err = |error| ClientError::Connect {
             addr: self.addr,
             error,
         };
         let tcp = TcpStream::connect(self.addr).await.map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
-        let tls = self
-            .connector
+        self.connector
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(connect_err)?;
+            .map_err(connect_err)
+    }
+
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let tls = self.connect_tls().await?;
         let server_certificate = tls
             .get_ref()
             .1

@@ -149,7 +149,8 @@ impl ManagedTls {
     }
 
     fn needs_renewal(&self, secret: &Secret) -> bool {
-        let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+        let empty = BTreeMap::new();
+        let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
         let expiring = annotations
             .get(NOT_AFTER)
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())

@@ -53,14 +53,8 @@ impl PolicyStore {
         })
     }
 
-    /// The policy in force, for the length of one request: cheaper than cloning the `Arc`
-    /// (no shared reference count to bounce between cores on every review).
-    pub fn current(&self) -> arc_swap::Guard<Arc<LoadedPolicy>> {
-        self.current.load()
-    }
-
-    /// The policy in force, to hold across an `.await`.
-    pub fn current_owned(&self) -> Arc<LoadedPolicy> {
+    /// The policy in force; held for a whole request, across its `.await`s.
+    pub fn current(&self) -> Arc<LoadedPolicy> {
         self.current.load_full()
     }
 
