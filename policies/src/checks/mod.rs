@@ -18,6 +18,7 @@ mod host_paths;
 mod host_pid;
 mod host_ports;
 mod images;
+mod platform_labels;
 mod privilege_escalation;
 mod privileged;
 mod proc_mount;
@@ -75,6 +76,7 @@ pub static CHECKS: &[Check] = &[
     apparmor::CHECK,
     runtime_class::CHECK,
     tenant_label::CHECK,
+    platform_labels::CHECK,
     tenant_volumes::CHECK,
     images::CHECK,
     resources::CHECK,
