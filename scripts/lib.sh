@@ -41,6 +41,35 @@ ensure_rust() {
     done
     # mimalloc builds a little C.
     ensure_command cc build-essential
+    # Every build of hubguard compiles the node agent's kernel programs.
+    ensure_ebpf_toolchain
+}
+
+# The node agent's kernel programs are C built by clang against libbpf's headers (build.rs);
+# its tests need iproute2 (network namespaces) and its benchmark iptables (the z2jh baseline).
+ensure_ebpf_toolchain() {
+    ensure_command clang clang
+    ensure_command llvm-strip llvm
+    if [ ! -f /usr/include/bpf/bpf_helpers.h ]; then
+        ensure_package_file /usr/include/bpf/bpf_helpers.h libbpf-dev
+    fi
+    [ -f /usr/include/linux/bpf.h ] || ensure_package_file /usr/include/linux/bpf.h linux-libc-dev
+    ensure_command ip iproute2
+    ensure_command iptables iptables
+}
+
+# ensure_package_file FILE PACKAGE: install PACKAGE when FILE is missing.
+ensure_package_file() {
+    local file="$1" package="$2"
+    [ -e "$file" ] && return 0
+    [ "$(id -u)" = 0 ] || die "$file is missing; install: sudo apt-get install -y $package"
+    if [ -z "$APT_UPDATED" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+    log "installing $package (for $file)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >&2 || die "apt-get install $package failed"
+    [ -e "$file" ] || die "$file still missing after installing $package"
 }
 
 # Where built tools (the local control plane, Helm) are cached between runs.

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod logging;
+mod node_agent;
 mod report;
 mod webhook;
 
@@ -59,6 +60,9 @@ enum Command {
     /// Serve admission reviews to the API server over TLS (`/validate`, `/mutate`), with
     /// metrics and health on a plain-HTTP port.
     Webhook(webhook::WebhookArgs),
+    /// Block the cloud metadata endpoint and enforce the policy's egress rules per pod class
+    /// in the kernel (eBPF on cgroups): this node's pods, or standalone cgroups.
+    NodeAgent(node_agent::NodeAgentArgs),
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             check::run(&policy, output, requester.as_ref(), &namespace, &files)
         }
         Command::Webhook(args) => webhook::run(args),
+        Command::NodeAgent(args) => node_agent::run(args),
         Command::Policy { command } => match command {
             PolicyCommand::Validate { file } => check::validate(&file),
             PolicyCommand::Rules => {

@@ -1,1 +1,13 @@
-//! The eBPF node agent. Built in the node-agent issue; it consumes the egress rules of `hubguard-policy`.
+//! The eBPF node agent: blocks the cloud metadata endpoint and enforces the policy's egress
+//! rules per pod class, in the kernel (cgroup socket hooks), whatever the CNI. In a cluster it
+//! maps this node's pods to their cgroups; standalone it maps the cgroups it is given.
+
+pub mod agent;
+pub mod cgroups;
+pub mod classes;
+pub mod cluster;
+pub mod desired;
+pub mod events;
+pub mod kernel;
+pub mod metrics;
+pub mod rules;

@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// hubguard's egress programs: run on every connect() and unconnected sendmsg() of a process
+// under an attach point (the pods' cgroup tree, or a standalone hub's user cgroups) and
+// answer allow or deny (EPERM). The maps hold the whole policy; the node agent decides what
+// goes in them. The kernel side only looks up and reports.
+//
+// Order of a decision: loopback is always allowed; otherwise the destination is looked up in
+// the trie of the class that owns the calling cgroup (a cgroup the agent has not mapped yet
+// gets class 0, the strictest); the entry found says which ports and protocols it allows and
+// whether it is a metadata endpoint (for the reason reported).
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_PORT_RANGES 16
+#define MAX_CGROUP_DEPTH 16
+#define MAX_CLASSES 8
+#define CLASS_UNMAPPED 0
+
+// Why a destination was denied. 0 counts events lost because the ring buffer was full.
+#define REASON_EVENT_LOST 0
+#define REASON_METADATA 1
+#define REASON_DESTINATION 2
+#define REASON_PORT 3
+#define REASONS 4
+
+// rule.flags
+#define RULE_METADATA 1 // the prefix is a cloud metadata endpoint
+#define RULE_ANY_PORT 2 // every port and protocol is allowed
+
+// settings.flags
+#define SETTING_DRY_RUN 1 // report what would be denied, deny nothing
+
+struct port_range {
+	__u16 first;
+	__u16 last;
+	__u8 protocol; // IPPROTO_TCP or IPPROTO_UDP
+	__u8 pad[3];
+};
+
+struct rule {
+	__u32 flags;
+	__u32 count; // used entries of ranges; 0 with no RULE_ANY_PORT denies the prefix
+	struct port_range ranges[MAX_PORT_RANGES];
+};
+
+// The class id is part of the prefix (prefixlen counts its 32 bits), so one trie holds
+// every class's rules and a lookup never crosses into another class.
+struct v4_key {
+	__u32 prefixlen;
+	__u32 class_id;
+	__u32 addr; // network byte order
+};
+
+struct v6_key {
+	__u32 prefixlen;
+	__u32 class_id;
+	__u32 addr[4]; // network byte order
+};
+
+struct settings {
+	__u32 flags;
+};
+
+struct denial {
+	__u64 cgroup_id; // the mapped cgroup (pod or user cgroup), or the caller's own if unmapped
+	__u32 class_id;
+	__u32 pid;
+	__u32 addr[4]; // IPv4 in addr[0]; network byte order
+	__u16 port;
+	__u8 family; // 4 or 6
+	__u8 protocol;
+	__u8 reason;
+	__u8 dry_run;
+	__u8 pad[2];
+};
+
+// Key: a cgroup id (the inode number of the cgroup's directory): a pod's cgroup, or a
+// standalone user cgroup. Value: the class id whose rules apply to it and its descendants.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cgroup_classes SEC(".maps");
+
+// Key: class id + IPv4 prefix. Value: the ports and protocols an address whose longest
+// matching prefix this is may be sent to.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct v4_key);
+	__type(value, struct rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v4_rules SEC(".maps");
+
+// Key: class id + IPv6 prefix. Value: as v4_rules. v4-mapped addresses use v4_rules.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct v6_key);
+	__type(value, struct rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6_rules SEC(".maps");
+
+// Key: 0. Value: agent-wide settings.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} settings SEC(".maps");
+
+// Key: class id * REASONS + reason. Value: denials (or lost events) counted on this CPU.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_CLASSES * REASONS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} denials SEC(".maps");
+
+// One struct denial per denied (or, in dry run, would-be denied) connect or send.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+// The nearest ancestor (or self) the agent mapped decides the class; walking from the
+// deepest level down stops at the pod's cgroup, one or two levels above a container's.
+static __always_inline __u32 class_of_caller(__u64 *cgroup_id)
+{
+	*cgroup_id = bpf_get_current_cgroup_id();
+	for (int level = MAX_CGROUP_DEPTH - 1; level >= 0; level--) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		if (id == 0)
+			continue;
+		__u32 *class_id = bpf_map_lookup_elem(&cgroup_classes, &id);
+		if (class_id) {
+			*cgroup_id = id;
+			return *class_id < MAX_CLASSES ? *class_id : CLASS_UNMAPPED;
+		}
+	}
+	return CLASS_UNMAPPED;
+}
+
+static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u8 protocol)
+{
+	if (rule->flags & RULE_ANY_PORT)
+		return 1;
+	for (int i = 0; i < MAX_PORT_RANGES; i++) {
+		if (i >= rule->count)
+			break;
+		const struct port_range *range = &rule->ranges[i];
+		if (range->protocol == protocol && port >= range->first && port <= range->last)
+			return 1;
+	}
+	return 0;
+}
+
+// 0 when allowed, else the reason.
+static __always_inline int judge(const struct rule *rule, __u16 port, __u8 protocol)
+{
+	if (!rule)
+		return REASON_DESTINATION;
+	if (port_allowed(rule, port, protocol))
+		return 0;
+	if (rule->flags & RULE_METADATA)
+		return REASON_METADATA;
+	return rule->count ? REASON_PORT : REASON_DESTINATION;
+}
+
+static __always_inline void count(__u32 class_id, __u32 reason)
+{
+	__u32 key = class_id * REASONS + reason;
+	__u64 *counter = bpf_map_lookup_elem(&denials, &key);
+	if (counter)
+		*counter += 1;
+}
+
+static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, __u8 family,
+				   const __u32 *addr, __u16 port, __u8 protocol)
+{
+	if (reason == 0)
+		return 1;
+	__u32 zero = 0;
+	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+	__u8 dry_run = s && (s->flags & SETTING_DRY_RUN);
+	count(class_id, reason);
+	struct denial *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (event) {
+		event->cgroup_id = cgroup_id;
+		event->class_id = class_id;
+		event->pid = bpf_get_current_pid_tgid() >> 32;
+		event->addr[0] = addr[0];
+		event->addr[1] = family == 6 ? addr[1] : 0;
+		event->addr[2] = family == 6 ? addr[2] : 0;
+		event->addr[3] = family == 6 ? addr[3] : 0;
+		event->port = port;
+		event->family = family;
+		event->protocol = protocol;
+		event->reason = reason;
+		event->dry_run = dry_run;
+		event->pad[0] = 0;
+		event->pad[1] = 0;
+		bpf_ringbuf_submit(event, 0);
+	} else {
+		count(class_id, REASON_EVENT_LOST);
+	}
+	return dry_run ? 1 : 0;
+}
+
+static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
+{
+	if ((bpf_ntohl(addr) >> 24) == 127)
+		return 1;
+	__u64 cgroup_id;
+	__u32 class_id = class_of_caller(&cgroup_id);
+	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
+	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), port, protocol);
+	__u32 addrs[4] = { addr, 0, 0, 0 };
+	return verdict(reason, cgroup_id, class_id, 4, addrs, port, protocol);
+}
+
+static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protocol)
+{
+	// v4-mapped (::ffff:a.b.c.d) reaches the IPv4 address: the IPv4 rules apply.
+	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff))
+		return decide_v4(addr[3], port, protocol);
+	if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1))
+		return 1;
+	__u64 cgroup_id;
+	__u32 class_id = class_of_caller(&cgroup_id);
+	struct v6_key key = { .prefixlen = 160, .class_id = class_id };
+	key.addr[0] = addr[0];
+	key.addr[1] = addr[1];
+	key.addr[2] = addr[2];
+	key.addr[3] = addr[3];
+	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), port, protocol);
+	return verdict(reason, cgroup_id, class_id, 6, addr, port, protocol);
+}
+
+static __always_inline int from_ctx_v6(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4];
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+	return decide_v6(addr, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
+}
+
+SEC("cgroup/connect4")
+int hubguard_connect4(struct bpf_sock_addr *ctx)
+{
+	return decide_v4(ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
+}
+
+SEC("cgroup/connect6")
+int hubguard_connect6(struct bpf_sock_addr *ctx)
+{
+	return from_ctx_v6(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int hubguard_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return decide_v4(ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
+}
+
+SEC("cgroup/sendmsg6")
+int hubguard_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return from_ctx_v6(ctx);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

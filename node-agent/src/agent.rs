@@ -1,0 +1,372 @@
+//! The agent's life: load and attach (or adopt), then keep the maps equal to what the policy
+//! and the node's pods (or the standalone cgroups) call for, until told to stop. Stopping
+//! leaves the programs attached: their links are pinned.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hubguard_policy::{Policy, PolicyError};
+use hubguard_webhook::watch::FileWatch;
+use tokio::sync::Notify;
+
+use crate::cgroups::{self, CgroupError};
+use crate::classes::ClassId;
+use crate::cluster::{SharedInventory, Watches};
+use crate::desired::{self, Plan};
+use crate::events::{self, DenialSink, Owners};
+use crate::kernel::{Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_METADATA};
+use crate::metrics::{self, AgentMetrics, Readiness};
+use crate::rules::{self, CompileError, Resolved};
+
+pub enum Source {
+    /// This node's pods, from the API server.
+    Cluster {
+        node_name: String,
+        kubeconfig: Option<PathBuf>,
+        /// The root of the pods' cgroups; found under the cgroup mount when not given.
+        pods_cgroup: Option<PathBuf>,
+    },
+    /// Cgroups given on the command line, each with its class; no Kubernetes.
+    Standalone { cgroups: Vec<(PathBuf, ClassId)> },
+}
+
+pub struct Config {
+    pub policy: PathBuf,
+    pub source: Source,
+    pub cgroup_root: Option<PathBuf>,
+    pub pin_dir: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    pub dry_run: bool,
+    pub reload_interval: Duration,
+    /// How often pods whose cgroup is missing are looked for again.
+    pub resync_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("policy {file}: {error}")]
+    Rules { file: String, error: CompileError },
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("no cluster credentials: {0} (use --standalone on a host without Kubernetes)")]
+    Cluster(String),
+    #[error("metrics listener on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// Loads the policy and refuses it when its rules cannot be compiled for the kernel.
+fn load_policy(path: &Path) -> Result<Policy, AgentError> {
+    let policy = Policy::load(path)?;
+    rules::compile(&policy, &Resolved::default()).map_err(|error| AgentError::Rules {
+        file: path.display().to_string(),
+        error,
+    })?;
+    Ok(policy)
+}
+
+struct Cluster {
+    inventory: SharedInventory,
+    watches: Watches,
+    pods_tree: PathBuf,
+    own_cgroup: Option<PathBuf>,
+}
+
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let mut policy = load_policy(&config.policy)?;
+    let (mut policy_watch, _) =
+        FileWatch::new(&[config.policy.as_path()]).map_err(|error| PolicyError::Read {
+            file: config.policy.display().to_string(),
+            error,
+        })?;
+    let cgroup_root = match &config.cgroup_root {
+        Some(root) => root.clone(),
+        None => cgroups::find_cgroup2_mount()?,
+    };
+    let kernel = Arc::new(Mutex::new(Kernel::load(&config.pin_dir)?));
+    let metrics = Arc::new(AgentMetrics::new());
+    metrics.dry_run.set(i64::from(config.dry_run));
+    let readiness = Arc::new(Readiness::default());
+    let owners: Owners = Arc::new(RwLock::new(HashMap::new()));
+
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| AgentError::Listen { addr, error })?;
+        let before_scrape = kernel_counters_refresher(kernel.clone(), metrics.clone());
+        let app = metrics::router(metrics.clone(), readiness.clone(), before_scrape);
+        tracing::info!(%addr, "metrics and health listening");
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "metrics listener failed");
+            }
+        });
+    }
+    if let Some(ring) = kernel.lock().expect("kernel lock").take_events() {
+        let sink = DenialSink::new(owners.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(error) = events::follow(ring, sink).await {
+                tracing::error!(%error, "reading denial events failed; denials are still counted by the kernel");
+            }
+        });
+    }
+
+    let notify = Arc::new(Notify::new());
+    tokio::pin!(shutdown);
+    let (attach_points, mut cluster) = match &config.source {
+        Source::Standalone { cgroups } => (
+            cgroups.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+            None,
+        ),
+        Source::Cluster {
+            node_name,
+            kubeconfig,
+            pods_cgroup,
+        } => {
+            let pods_tree = match pods_cgroup {
+                Some(p) => p.clone(),
+                None => loop {
+                    match cgroups::find_pods_tree(&cgroup_root) {
+                        Ok(tree) => break tree,
+                        Err(error) => tracing::warn!(%error, "waiting for kubelet's pod cgroups"),
+                    }
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                },
+            };
+            let client = hubguard_webhook::pods::cluster_client(kubeconfig.as_deref())
+                .await
+                .map_err(AgentError::Cluster)?;
+            let inventory = SharedInventory::default();
+            let mut watches = Watches::start(client, node_name, inventory.clone(), notify.clone());
+            watches.watch_namespaces(&desired::referenced_namespaces(&policy));
+            let own_cgroup = desired::own_cgroup(&cgroup_root);
+            tracing::info!(node = %node_name, pods_cgroup = %pods_tree.display(), "watching this node's pods");
+            (
+                vec![pods_tree.clone()],
+                Some(Cluster {
+                    inventory,
+                    watches,
+                    pods_tree,
+                    own_cgroup,
+                }),
+            )
+        }
+    };
+
+    let mut state = SyncState::default();
+    // Fill the maps before attaching where the view is already complete (standalone); in a
+    // cluster, keep what an earlier agent mapped until this one has listed the node's pods.
+    sync(
+        &config,
+        &policy,
+        cluster.as_ref(),
+        &kernel,
+        &metrics,
+        &owners,
+        &mut state,
+    )?;
+    let report = kernel.lock().expect("kernel lock").attach(&attach_points)?;
+    tracing::info!(
+        attached = report.attached,
+        adopted = report.adopted,
+        detached = ?report.detached,
+        attach_points = ?attach_points,
+        pin_dir = %config.pin_dir.display(),
+        dry_run = config.dry_run,
+        "programs in place"
+    );
+    if state.complete {
+        readiness.set_ready();
+    }
+
+    let mut resync = tokio::time::interval(config.resync_interval);
+    let mut reload = tokio::time::interval(config.reload_interval);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = notify.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ = resync.tick() => {}
+            _ = reload.tick() => match policy_watch.changed() {
+                Ok(None) => continue,
+                Ok(Some(_)) => match load_policy(&config.policy) {
+                    Ok(new_policy) => {
+                        tracing::info!(policy = %new_policy.name, "policy reloaded");
+                        policy = new_policy;
+                        if let Some(c) = cluster.as_mut() {
+                            c.watches.watch_namespaces(&desired::referenced_namespaces(&policy));
+                        }
+                    }
+                    Err(error) => {
+                        metrics.reload_errors.inc();
+                        tracing::error!(%error, "policy refused; the last good policy stays in force");
+                        continue;
+                    }
+                },
+                Err(error) => {
+                    metrics.reload_errors.inc();
+                    tracing::error!(%error, "policy unreadable; the last good policy stays in force");
+                    continue;
+                }
+            },
+        }
+        match sync(
+            &config,
+            &policy,
+            cluster.as_ref(),
+            &kernel,
+            &metrics,
+            &owners,
+            &mut state,
+        ) {
+            Ok(()) => {
+                if state.complete && !readiness.ready() {
+                    readiness.set_ready();
+                    tracing::info!("maps filled from a complete view: ready");
+                }
+            }
+            Err(error) => {
+                metrics.sync_errors.inc();
+                tracing::error!(%error, "updating the kernel maps failed; retrying");
+            }
+        }
+    }
+    tracing::info!("stopping; the programs stay attached through their pinned links");
+    Ok(())
+}
+
+#[derive(Default)]
+struct SyncState {
+    complete: bool,
+    unresolved_destinations: BTreeSet<String>,
+    unresolved_pods: Vec<String>,
+}
+
+fn sync(
+    config: &Config,
+    policy: &Policy,
+    cluster: Option<&Cluster>,
+    kernel: &Mutex<Kernel>,
+    metrics: &AgentMetrics,
+    owners: &Owners,
+    state: &mut SyncState,
+) -> Result<(), AgentError> {
+    let (plan, complete) = match (cluster, &config.source) {
+        (Some(c), _) => {
+            let inventory = c.inventory.lock().expect("inventory lock");
+            let (mapped, unresolved) =
+                desired::cluster_cgroups(policy, &inventory, &c.pods_tree, c.own_cgroup.as_deref());
+            let resolved = desired::cluster_resolved(policy, &inventory);
+            let complete = inventory.node_pods_listed && inventory.services_listed;
+            (
+                desired::plan(policy, mapped, unresolved, &resolved, config.dry_run),
+                complete,
+            )
+        }
+        (None, Source::Standalone { cgroups }) => {
+            let mapped = desired::standalone_cgroups(cgroups)?;
+            let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let resolved = desired::standalone_resolved(policy, &resolv_conf);
+            (
+                desired::plan(policy, mapped, Vec::new(), &resolved, config.dry_run),
+                true,
+            )
+        }
+        (None, Source::Cluster { .. }) => unreachable!("a cluster source has its inventory"),
+    };
+    let plan: Plan = plan.map_err(|error| AgentError::Rules {
+        file: config.policy.display().to_string(),
+        error,
+    })?;
+    let report = kernel
+        .lock()
+        .expect("kernel lock")
+        .sync(&plan.desired, complete)?;
+    if report.written + report.removed > 0 {
+        tracing::debug!(
+            written = report.written,
+            removed = report.removed,
+            complete,
+            "maps updated"
+        );
+    }
+    for class in ClassId::ALL {
+        let pods = plan.pods_per_class.get(&class).copied().unwrap_or(0);
+        metrics
+            .policy_pods
+            .with_label_values(&[class.as_str()])
+            .set(pods);
+    }
+    metrics
+        .unresolved_pods
+        .set(plan.unresolved_pods.len() as i64);
+    metrics
+        .unresolved_destinations
+        .set(plan.unresolved_destinations.len() as i64);
+    if complete && plan.unresolved_destinations != state.unresolved_destinations {
+        if !plan.unresolved_destinations.is_empty() {
+            tracing::warn!(names = ?plan.unresolved_destinations, "egress rules name destinations with no address yet: they open nothing");
+        }
+        state.unresolved_destinations = plan.unresolved_destinations.clone();
+    }
+    if complete && plan.unresolved_pods != state.unresolved_pods {
+        if !plan.unresolved_pods.is_empty() {
+            tracing::info!(pods = ?plan.unresolved_pods, "pods without a cgroup yet: strictest class until found");
+        }
+        state.unresolved_pods = plan.unresolved_pods.clone();
+    }
+    *owners.write().expect("owners lock") = plan.owners;
+    state.complete = complete;
+    Ok(())
+}
+
+/// Before each scrape: the kernel's exact counters into their metrics.
+fn kernel_counters_refresher(
+    kernel: Arc<Mutex<Kernel>>,
+    metrics: Arc<AgentMetrics>,
+) -> Arc<dyn Fn() + Send + Sync> {
+    let seen: Mutex<HashMap<(ClassId, u32), u64>> = Mutex::new(HashMap::new());
+    Arc::new(move || {
+        let counts = match kernel.lock().expect("kernel lock").denial_counts() {
+            Ok(counts) => counts,
+            Err(error) => {
+                tracing::warn!(%error, "reading the kernel's counters failed");
+                return;
+            }
+        };
+        let mut seen = seen.lock().expect("counter lock");
+        for (class, reason, total) in counts {
+            let last = seen.insert((class, reason), total).unwrap_or(0);
+            let delta = total.saturating_sub(last);
+            if delta == 0 {
+                continue;
+            }
+            match reason {
+                REASON_EVENT_LOST => metrics.events_lost.inc_by(delta),
+                _ => {
+                    let label = match reason {
+                        REASON_METADATA => "metadata",
+                        REASON_DESTINATION => "destination",
+                        _ => "port",
+                    };
+                    metrics
+                        .kernel_denials
+                        .with_label_values(&[class.as_str(), label])
+                        .inc_by(delta)
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,271 @@
+//! What the maps should hold, from the policy and what the agent sees: which cgroup gets which
+//! class, and every class's rule entries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use hubguard_policy::classify::{class_from_labels, StringMap};
+use hubguard_policy::Policy;
+
+use crate::cgroups;
+use crate::classes::ClassId;
+use crate::cluster::Inventory;
+use crate::events::Owner;
+use crate::kernel::Desired;
+use crate::rules::{self, CompileError, Resolved};
+
+/// A cgroup the agent maps, and whose it is.
+#[derive(Debug, Clone)]
+pub struct MappedCgroup {
+    pub id: u64,
+    pub class: ClassId,
+    pub owner: Owner,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub desired: Desired,
+    pub owners: HashMap<u64, Owner>,
+    pub pods_per_class: HashMap<ClassId, i64>,
+    /// Pods whose cgroup directory does not exist (yet).
+    pub unresolved_pods: Vec<String>,
+    pub unresolved_destinations: BTreeSet<String>,
+}
+
+pub fn plan(
+    policy: &Policy,
+    mapped: Vec<MappedCgroup>,
+    unresolved_pods: Vec<String>,
+    resolved: &Resolved,
+    dry_run: bool,
+) -> Result<Plan, CompileError> {
+    let compiled = rules::compile(policy, resolved)?;
+    let mut plan = Plan {
+        unresolved_pods,
+        unresolved_destinations: compiled.unresolved,
+        ..Plan::default()
+    };
+    plan.desired.rules = compiled.table;
+    plan.desired.dry_run = dry_run;
+    for cgroup in mapped {
+        plan.desired.cgroups.insert(cgroup.id, cgroup.class);
+        *plan.pods_per_class.entry(cgroup.class).or_default() += 1;
+        plan.owners.insert(cgroup.id, cgroup.owner);
+    }
+    Ok(plan)
+}
+
+/// A running pod's class. Its labels are what admission allowed: the `platformLabels` rule
+/// keeps untrusted requesters from creating pods labelled as the hub's components.
+pub fn pod_class(
+    policy: &Policy,
+    namespace: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> ClassId {
+    if !policy.governs(namespace) {
+        return ClassId::Exempt;
+    }
+    let json = serde_json::json!({ "labels": labels });
+    ClassId::from_pod_class(class_from_labels(StringMap::of(Some(&json), "labels")))
+}
+
+/// The names the policy's rules resolve through the cluster.
+pub fn referenced_namespaces(policy: &Policy) -> BTreeSet<String> {
+    hubguard_policy::PodClass::ALL
+        .iter()
+        .filter_map(|c| policy.class(*c))
+        .flat_map(|c| c.egress.iter())
+        .filter_map(|r| r.to.namespace.clone())
+        .collect()
+}
+
+/// This node's pods with their cgroups; the agent's own cgroup is always exempt, so that it
+/// can reach the API server even before it has mapped anything.
+pub fn cluster_cgroups(
+    policy: &Policy,
+    inventory: &Inventory,
+    pods_tree: &Path,
+    own_cgroup: Option<&Path>,
+) -> (Vec<MappedCgroup>, Vec<String>) {
+    let mut mapped = Vec::new();
+    let mut unresolved = Vec::new();
+    for (uid, pod) in &inventory.node_pods {
+        let owner = Owner {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+        };
+        match cgroups::find_pod_cgroup(pods_tree, uid).map(|p| cgroups::cgroup_id(&p)) {
+            Some(Ok(id)) => mapped.push(MappedCgroup {
+                id,
+                class: pod_class(policy, &pod.namespace, &pod.labels),
+                owner,
+            }),
+            _ => unresolved.push(format!("{}/{}", pod.namespace, pod.name)),
+        }
+    }
+    // Only inside the pods' tree: an ancestor of the tree mapped as exempt would exempt every
+    // pod the agent has not mapped yet.
+    if let Some(own) = own_cgroup.filter(|own| own.starts_with(pods_tree) && *own != pods_tree) {
+        if let Ok(id) = cgroups::cgroup_id(own) {
+            mapped.retain(|m| m.id != id);
+            mapped.push(MappedCgroup {
+                id,
+                class: ClassId::Exempt,
+                owner: Owner {
+                    namespace: "hubguard".into(),
+                    name: "node-agent".into(),
+                },
+            });
+        }
+    }
+    unresolved.sort();
+    (mapped, unresolved)
+}
+
+/// Cluster DNS, Services and namespaces' pod IPs, as the policy names them.
+pub fn cluster_resolved(policy: &Policy, inventory: &Inventory) -> Resolved {
+    let dns = &policy.network.cluster_dns;
+    let cluster_dns = if dns.addresses.is_empty() {
+        inventory
+            .services
+            .get(&dns.service)
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        dns.addresses.clone()
+    };
+    Resolved {
+        cluster_dns,
+        services: inventory.services.clone(),
+        namespaces: inventory
+            .namespace_pods
+            .iter()
+            .map(|(ns, pods)| (ns.clone(), pods.values().flatten().copied().collect()))
+            .collect(),
+    }
+}
+
+/// Standalone: the listed cgroups with their classes.
+pub fn standalone_cgroups(
+    cgroups: &[(PathBuf, ClassId)],
+) -> Result<Vec<MappedCgroup>, cgroups::CgroupError> {
+    cgroups
+        .iter()
+        .map(|(path, class)| {
+            Ok(MappedCgroup {
+                id: cgroups::cgroup_id(path)?,
+                class: *class,
+                owner: Owner {
+                    namespace: "standalone".into(),
+                    name: path.display().to_string(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Standalone DNS: the policy's addresses, else the host's resolvers.
+pub fn standalone_resolved(policy: &Policy, resolv_conf: &str) -> Resolved {
+    let addresses = &policy.network.cluster_dns.addresses;
+    let cluster_dns: Vec<IpAddr> = if addresses.is_empty() {
+        resolv_conf
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect()
+    } else {
+        addresses.clone()
+    };
+    Resolved {
+        cluster_dns,
+        ..Resolved::default()
+    }
+}
+
+/// The process's own cgroup v2 directory, from /proc/self/cgroup (`0::/path`).
+pub fn own_cgroup(cgroup_root: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let relative = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(cgroup_root.join(relative.trim_start_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn policy() -> Policy {
+        Policy::from_yaml(
+            "apiVersion: hubguard.dev/v1alpha1\nkind: HubguardPolicy\nmetadata: {name: t}\nspec:\n  namespaces: {exclude: [kube-system]}\n  classes:\n    user: {bundle: restricted, egress: [{name: d, to: {namespace: dask}, ports: [{port: 8786}]}]}\n",
+            "t.yaml",
+        )
+        .unwrap()
+    }
+
+    /// name, namespace, labels, expected class
+    type ClassCase = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        ClassId,
+    );
+
+    #[test]
+    fn class_cases() {
+        let p = policy();
+        let cases: &[ClassCase] = &[
+            (
+                "user",
+                "hub",
+                &[("component", "singleuser-server")],
+                ClassId::User,
+            ),
+            (
+                "dask",
+                "hub",
+                &[("dask.org/component", "worker")],
+                ClassId::Dask,
+            ),
+            (
+                "platform",
+                "hub",
+                &[("component", "hub")],
+                ClassId::Platform,
+            ),
+            ("unlabelled", "hub", &[], ClassId::Other),
+            (
+                "ungoverned namespace",
+                "kube-system",
+                &[("component", "singleuser-server")],
+                ClassId::Exempt,
+            ),
+        ];
+        for (name, ns, labels, want) in cases {
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(pod_class(&p, ns, &labels), *want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_is_the_standalone_fallback() {
+        let r = standalone_resolved(
+            &policy(),
+            "search x\nnameserver 10.0.0.2\nnameserver fd00::53\n",
+        );
+        assert_eq!(
+            r.cluster_dns,
+            [
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "fd00::53".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            referenced_namespaces(&policy()),
+            BTreeSet::from(["dask".to_string()])
+        );
+    }
+}

@@ -1,0 +1,556 @@
+//! The kernel side as the agent sees it: load `ebpf/egress.bpf.c`, attach it to cgroups with
+//! links pinned in bpffs (so enforcement outlives the agent), adopt what an earlier agent left,
+//! keep the maps equal to what userspace wants, and remove everything on `--uninstall`.
+//!
+//! Pins under the pin directory:
+//! - `maps/<name>`: the maps, shared by every agent version (pinned by name at load).
+//! - `links/<cgroup id>/<program>-<object version>`: one link per program and attach point.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
+use aya::programs::links::{CgroupAttachMode, FdLink};
+use aya::programs::{CgroupSockAddr, ProgramError};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+use ipnet::IpNet;
+
+use crate::cgroups;
+use crate::classes::{ClassId, MAX_CLASSES};
+use crate::rules::{Entry, PortRange, RuleTable, MAX_PORT_RANGES};
+
+/// The compiled kernel programs (built by build.rs with clang).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
+
+pub const PROGRAMS: [&str; 4] = [
+    "hubguard_connect4",
+    "hubguard_connect6",
+    "hubguard_sendmsg4",
+    "hubguard_sendmsg6",
+];
+
+/// Must match REASONS and the REASON_* values in ebpf/egress.bpf.c.
+pub const REASONS: u32 = 4;
+pub const REASON_EVENT_LOST: u32 = 0;
+pub const REASON_METADATA: u32 = 1;
+pub const REASON_DESTINATION: u32 = 2;
+pub const REASON_PORT: u32 = 3;
+const SETTING_DRY_RUN: u32 = 1;
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{path}: {error}")]
+    Io { path: String, error: io::Error },
+    #[error("{path} is not on a bpf filesystem; mount one there (mount -t bpf bpffs {path}) or pass --bpffs")]
+    NotBpffs { path: String },
+    #[error("loading the kernel programs: {0}")]
+    Load(#[from] EbpfError),
+    #[error("program {program}: {error}")]
+    Program {
+        program: &'static str,
+        error: ProgramError,
+    },
+    #[error("map {map}: {error}")]
+    Map { map: &'static str, error: MapError },
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::CgroupError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KernelError + '_ {
+    move |error| KernelError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+fn map_error(map: &'static str) -> impl FnOnce(MapError) -> KernelError {
+    move |error| KernelError::Map { map, error }
+}
+
+/// A version of the kernel object: a new agent with the same programs adopts the pinned links,
+/// one with different programs replaces them.
+pub fn object_version() -> String {
+    let hash = OBJECT.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:08x}", hash >> 32)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RawPortRange {
+    first: u16,
+    last: u16,
+    protocol: u8,
+    pad: [u8; 3],
+}
+
+/// `struct rule` in the C program.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRule {
+    flags: u32,
+    count: u32,
+    ranges: [RawPortRange; MAX_PORT_RANGES],
+}
+
+// SAFETY: plain old data, repr(C), no padding the kernel would not also see.
+unsafe impl aya::Pod for RawRule {}
+
+impl From<&Entry> for RawRule {
+    fn from(entry: &Entry) -> Self {
+        let mut raw = RawRule {
+            flags: entry.flags,
+            count: entry.ranges.len().min(MAX_PORT_RANGES) as u32,
+            ranges: [RawPortRange::default(); MAX_PORT_RANGES],
+        };
+        for (slot, range) in raw.ranges.iter_mut().zip(&entry.ranges) {
+            let PortRange {
+                protocol,
+                first,
+                last,
+            } = *range;
+            *slot = RawPortRange {
+                first,
+                last,
+                protocol,
+                pad: [0; 3],
+            };
+        }
+        raw
+    }
+}
+
+/// Trie keys: class id (native order, as the C struct has it) then the address bytes.
+type V4Data = [u8; 8];
+type V6Data = [u8; 20];
+
+fn trie_data<const N: usize>(class: ClassId, addr: &[u8]) -> [u8; N] {
+    let mut data = [0u8; N];
+    data[..4].copy_from_slice(&(class as u32).to_ne_bytes());
+    data[4..].copy_from_slice(addr);
+    data
+}
+
+/// What userspace wants in the maps.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub cgroups: HashMap<u64, ClassId>,
+    pub rules: RuleTable,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub written: usize,
+    pub removed: usize,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AttachReport {
+    pub attached: usize,
+    pub adopted: usize,
+    /// Attach points an earlier agent used that are no longer configured: detached.
+    pub detached: Vec<u64>,
+}
+
+pub struct Kernel {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    cgroup_classes: BpfHashMap<MapData, u64, u32>,
+    v4_rules: LpmTrie<MapData, V4Data, RawRule>,
+    v6_rules: LpmTrie<MapData, V6Data, RawRule>,
+    settings: Array<MapData, u32>,
+    denials: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+}
+
+impl Kernel {
+    /// Loads the programs; the maps are the pinned ones if an earlier agent left them.
+    pub fn load(pin_dir: &Path) -> Result<Kernel, KernelError> {
+        ensure_bpffs(pin_dir)?;
+        let maps_dir = pin_dir.join("maps");
+        std::fs::create_dir_all(&maps_dir).map_err(io_error(&maps_dir))?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(OBJECT)?;
+        fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {
+            ebpf.take_map(name).ok_or(KernelError::Map {
+                map: name,
+                error: MapError::InvalidName {
+                    name: name.to_string(),
+                },
+            })
+        }
+        let cgroup_classes = BpfHashMap::try_from(take(&mut ebpf, "cgroup_classes")?)
+            .map_err(map_error("cgroup_classes"))?;
+        let v4_rules =
+            LpmTrie::try_from(take(&mut ebpf, "v4_rules")?).map_err(map_error("v4_rules"))?;
+        let v6_rules =
+            LpmTrie::try_from(take(&mut ebpf, "v6_rules")?).map_err(map_error("v6_rules"))?;
+        let settings =
+            Array::try_from(take(&mut ebpf, "settings")?).map_err(map_error("settings"))?;
+        let denials =
+            PerCpuArray::try_from(take(&mut ebpf, "denials")?).map_err(map_error("denials"))?;
+        let events = RingBuf::try_from(take(&mut ebpf, "events")?).map_err(map_error("events"))?;
+        Ok(Kernel {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            cgroup_classes,
+            v4_rules,
+            v6_rules,
+            settings,
+            denials,
+            events: Some(events),
+        })
+    }
+
+    /// Makes the programs attached, through pinned links, at exactly these cgroups: adopts
+    /// links of this version, attaches where missing, then removes older versions' links
+    /// (both run during the swap, so there is no gap) and links at cgroups no longer listed.
+    pub fn attach(&mut self, cgroups: &[PathBuf]) -> Result<AttachReport, KernelError> {
+        let version = object_version();
+        let links_dir = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links_dir).map_err(io_error(&links_dir))?;
+        let mut wanted = BTreeMap::new();
+        for path in cgroups {
+            wanted.insert(cgroups::cgroup_id(path)?, path.clone());
+        }
+        let mut report = AttachReport::default();
+        for id in pinned_attach_points(&links_dir)? {
+            if !wanted.contains_key(&id) {
+                remove_tree(&links_dir.join(id.to_string()))?;
+                report.detached.push(id);
+            }
+        }
+        for (id, path) in &wanted {
+            let dir = links_dir.join(id.to_string());
+            std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+            let cgroup = File::open(path).map_err(io_error(path))?;
+            for program_name in PROGRAMS {
+                let pin = dir.join(format!("{program_name}-{version}"));
+                if pin.exists() {
+                    report.adopted += 1;
+                } else {
+                    self.attach_one(program_name, &cgroup, &pin)?;
+                    report.attached += 1;
+                }
+                for old in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
+                    let old = old.map_err(io_error(&dir))?.path();
+                    let name = old.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    if name.starts_with(&format!("{program_name}-")) && old != pin {
+                        std::fs::remove_file(&old).map_err(io_error(&old))?;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn attach_one(
+        &mut self,
+        program_name: &'static str,
+        cgroup: &File,
+        pin: &Path,
+    ) -> Result<(), KernelError> {
+        let wrap = |error| KernelError::Program {
+            program: program_name,
+            error,
+        };
+        let program: &mut CgroupSockAddr = self
+            .ebpf
+            .program_mut(program_name)
+            .ok_or(KernelError::Program {
+                program: program_name,
+                error: ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(wrap)?;
+        if program.fd().is_err() {
+            program.load().map_err(wrap)?;
+        }
+        // A bpf_link on a cgroup always coexists with other programs; the kernel refuses
+        // attach flags on links, and aya passes none for Single.
+        let link_id = program
+            .attach(cgroup, CgroupAttachMode::Single)
+            .map_err(wrap)?;
+        let link = program.take_link(link_id).map_err(wrap)?;
+        let pin_error = |e: String| KernelError::Io {
+            path: pin.display().to_string(),
+            error: io::Error::other(e),
+        };
+        let link = FdLink::try_from(link).map_err(|e| pin_error(e.to_string()))?;
+        link.pin(pin).map_err(|e| pin_error(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Writes the differences between the maps and `desired`: new and changed entries first,
+    /// then removals, so a destination being re-keyed is never briefly absent. Without
+    /// `prune` nothing is removed: for a view known to be incomplete (a restarted agent that
+    /// has not listed the node's pods yet must not forget the pods its predecessor mapped).
+    pub fn sync(&mut self, desired: &Desired, prune: bool) -> Result<SyncReport, KernelError> {
+        let mut report = SyncReport::default();
+        let dry_run = if desired.dry_run { SETTING_DRY_RUN } else { 0 };
+        if self.settings.get(&0, 0).map_err(map_error("settings"))? != dry_run {
+            self.settings
+                .set(0, dry_run, 0)
+                .map_err(map_error("settings"))?;
+            report.written += 1;
+        }
+
+        let current: HashMap<u64, u32> = self
+            .cgroup_classes
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_error("cgroup_classes"))?;
+        for (id, class) in &desired.cgroups {
+            if current.get(id) != Some(&(*class as u32)) {
+                self.cgroup_classes
+                    .insert(id, *class as u32, 0)
+                    .map_err(map_error("cgroup_classes"))?;
+                report.written += 1;
+            }
+        }
+        for id in current
+            .keys()
+            .filter(|id| prune && !desired.cgroups.contains_key(id))
+        {
+            self.cgroup_classes
+                .remove(id)
+                .map_err(map_error("cgroup_classes"))?;
+            report.removed += 1;
+        }
+
+        let mut v4 = HashMap::new();
+        let mut v6 = HashMap::new();
+        for ((class, net), entry) in &desired.rules {
+            let raw = RawRule::from(entry);
+            match net {
+                IpNet::V4(n) => {
+                    v4.insert(
+                        (
+                            n.prefix_len() as u32 + 32,
+                            trie_data(*class, &n.addr().octets()),
+                        ),
+                        raw,
+                    );
+                }
+                IpNet::V6(n) => {
+                    v6.insert(
+                        (
+                            n.prefix_len() as u32 + 32,
+                            trie_data(*class, &n.addr().octets()),
+                        ),
+                        raw,
+                    );
+                }
+            }
+        }
+        sync_trie(&mut self.v4_rules, &v4, "v4_rules", prune, &mut report)?;
+        sync_trie(&mut self.v6_rules, &v6, "v6_rules", prune, &mut report)?;
+        Ok(report)
+    }
+
+    /// Denials counted by the kernel since the maps were created, per class and reason
+    /// (reason 0: events lost because the ring buffer was full).
+    pub fn denial_counts(&self) -> Result<Vec<(ClassId, u32, u64)>, KernelError> {
+        let mut out = Vec::new();
+        for class in 0..MAX_CLASSES {
+            for reason in 0..REASONS {
+                let values = self
+                    .denials
+                    .get(&(class * REASONS + reason), 0)
+                    .map_err(map_error("denials"))?;
+                let total: u64 = values.iter().sum();
+                if total > 0 {
+                    out.push((ClassId::from_raw(class), reason, total));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ring buffer of denial events; once.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+}
+
+fn sync_trie<const N: usize>(
+    trie: &mut LpmTrie<MapData, [u8; N], RawRule>,
+    desired: &HashMap<(u32, [u8; N]), RawRule>,
+    name: &'static str,
+    prune: bool,
+    report: &mut SyncReport,
+) -> Result<(), KernelError>
+where
+    [u8; N]: aya::Pod,
+{
+    let current: HashMap<(u32, [u8; N]), RawRule> = trie
+        .iter()
+        .map(|item| item.map(|(k, v)| ((k.prefix_len(), k.data()), v)))
+        .collect::<Result<_, _>>()
+        .map_err(map_error(name))?;
+    for (key, value) in desired {
+        if current.get(key) != Some(value) {
+            trie.insert(&Key::new(key.0, key.1), value, 0)
+                .map_err(map_error(name))?;
+            report.written += 1;
+        }
+    }
+    for key in current.keys().filter(|k| prune && !desired.contains_key(k)) {
+        trie.remove(&Key::new(key.0, key.1))
+            .map_err(map_error(name))?;
+        report.removed += 1;
+    }
+    Ok(())
+}
+
+fn pinned_attach_points(links_dir: &Path) -> Result<Vec<u64>, KernelError> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(links_dir).map_err(io_error(links_dir))? {
+        let entry = entry.map_err(io_error(links_dir))?;
+        if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Unpinning a link detaches its program once nothing else holds it.
+fn remove_tree(dir: &Path) -> Result<(), KernelError> {
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        if path.is_dir() {
+            remove_tree(&path)?;
+        } else {
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(io_error(dir))
+}
+
+/// Removes every link and map hubguard pinned under `pin_dir`: its programs detach and its
+/// maps go. Returns what was removed.
+pub fn uninstall(pin_dir: &Path) -> Result<Vec<String>, KernelError> {
+    if !pin_dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    collect_files(pin_dir, &mut removed)?;
+    remove_tree(pin_dir)?;
+    Ok(removed)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<String>) -> Result<(), KernelError> {
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The pin directory must be on bpffs. `/sys/fs/bpf` is mounted if nothing is there yet, as
+/// systemd would; anywhere else is the operator's choice.
+fn ensure_bpffs(pin_dir: &Path) -> Result<(), KernelError> {
+    let existing = pin_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    if is_bpffs(existing)? {
+        return Ok(());
+    }
+    let default = Path::new("/sys/fs/bpf");
+    if existing == default {
+        mount_bpffs(default)?;
+        if is_bpffs(default)? {
+            return Ok(());
+        }
+    }
+    Err(KernelError::NotBpffs {
+        path: existing.display().to_string(),
+    })
+}
+
+fn is_bpffs(path: &Path) -> Result<bool, KernelError> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        KernelError::NotBpffs {
+            path: path.display().to_string(),
+        }
+    })?;
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statfs buffer of the right type.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io_error(path)(io::Error::last_os_error()));
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+}
+
+fn mount_bpffs(path: &Path) -> Result<(), KernelError> {
+    let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: valid C strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"bpffs".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io_error(path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Decodes a `struct denial` from the ring buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub cgroup_id: u64,
+    pub class: ClassId,
+    pub pid: u32,
+    pub destination: IpAddr,
+    pub port: u16,
+    pub protocol: u8,
+    pub reason: u32,
+    pub dry_run: bool,
+}
+
+impl Denial {
+    pub const SIZE: usize = 40;
+
+    pub fn parse(bytes: &[u8]) -> Option<Denial> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let addr: [u8; 16] = bytes[16..32].try_into().expect("16 bytes");
+        let family = bytes[34];
+        let destination = if family == 4 {
+            IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
+        } else {
+            IpAddr::from(addr)
+        };
+        Some(Denial {
+            cgroup_id: u64::from_ne_bytes(bytes[0..8].try_into().expect("8 bytes")),
+            class: ClassId::from_raw(u32_at(8)),
+            pid: u32_at(12),
+            destination,
+            port: u16::from_ne_bytes([bytes[32], bytes[33]]),
+            protocol: bytes[35],
+            reason: u32::from(bytes[36]),
+            dry_run: bytes[37] != 0,
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! The node agent's Prometheus metrics (docs/metrics.md). Labels take namespaces, classes and
+//! reasons only: never a pod, a user or an address.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct AgentMetrics {
+    registry: Registry,
+    pub metadata_denied: IntCounterVec,
+    pub egress_denied: IntCounterVec,
+    pub policy_pods: IntGaugeVec,
+    pub kernel_denials: IntCounterVec,
+    pub events_lost: IntCounter,
+    pub logs_suppressed: IntCounter,
+    pub reload_errors: IntCounter,
+    pub sync_errors: IntCounter,
+    pub unresolved_pods: IntGauge,
+    pub unresolved_destinations: IntGauge,
+    pub dry_run: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+impl AgentMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let policy_pods = IntGaugeVec::new(
+            Opts::new(
+                "hubguard_egress_policy_pods",
+                "Pods (standalone: cgroups) on this node mapped to each class's egress rules.",
+            ),
+            &["pod_class"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(policy_pods.clone()))
+            .expect("registered once");
+        AgentMetrics {
+            metadata_denied: counter_vec(
+                &registry,
+                "hubguard_metadata_denied_total",
+                "Connections and datagrams to a cloud metadata endpoint denied (or, in dry run, that would be).",
+                &["namespace", "pod_class"],
+            ),
+            egress_denied: counter_vec(
+                &registry,
+                "hubguard_egress_denied_total",
+                "Other egress denied (or, in dry run, that would be), by reason: destination, port or dns.",
+                &["namespace", "pod_class", "reason"],
+            ),
+            kernel_denials: counter_vec(
+                &registry,
+                "hubguard_node_agent_kernel_denials_total",
+                "Denials the kernel counted since its maps were created, by class and reason; exact even when events are lost.",
+                &["pod_class", "reason"],
+            ),
+            events_lost: counter(
+                &registry,
+                "hubguard_node_agent_events_lost_total",
+                "Denial events the kernel could not queue (ring buffer full): counted, not logged.",
+            ),
+            logs_suppressed: counter(
+                &registry,
+                "hubguard_node_agent_denial_logs_suppressed_total",
+                "Denial log lines dropped by the rate limit (the metrics still count them).",
+            ),
+            reload_errors: counter(
+                &registry,
+                "hubguard_policy_reload_errors_total",
+                "Policy files refused on reload; the last good policy stays in force.",
+            ),
+            sync_errors: counter(
+                &registry,
+                "hubguard_node_agent_sync_errors_total",
+                "Failed attempts to bring the kernel maps up to date (retried).",
+            ),
+            unresolved_pods: gauge(
+                &registry,
+                "hubguard_node_agent_unresolved_pods",
+                "Pods on this node whose cgroup was not found yet: they get the strictest class.",
+            ),
+            unresolved_destinations: gauge(
+                &registry,
+                "hubguard_node_agent_unresolved_destinations",
+                "Services and namespaces named by egress rules that resolve to no address.",
+            ),
+            dry_run: gauge(
+                &registry,
+                "hubguard_node_agent_dry_run",
+                "1 when the agent only counts and logs what it would deny.",
+            ),
+            policy_pods,
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("metrics text is UTF-8")
+    }
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Ready once the programs are attached and the maps filled from a complete view.
+#[derive(Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    metrics: Arc<AgentMetrics>,
+    readiness: Arc<Readiness>,
+    before_scrape: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// `/metrics`, `/healthz`, `/readyz`. `before_scrape` refreshes what is read from the kernel.
+pub fn router(
+    metrics: Arc<AgentMetrics>,
+    readiness: Arc<Readiness>,
+    before_scrape: Arc<dyn Fn() + Send + Sync>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(OpsState {
+            metrics,
+            readiness,
+            before_scrape,
+        })
+}
+
+async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
+    (state.before_scrape)();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    if state.readiness.ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: programs not attached or maps not filled yet\n",
+        )
+    }
+}

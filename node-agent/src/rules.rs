@@ -1,0 +1,666 @@
+//! From a policy's egress rules to the entries of the kernel's prefix tries. Userspace decides
+//! everything here; the kernel only finds the longest matching prefix of a destination within
+//! the caller's class and reads which ports and protocols that entry allows.
+//!
+//! Each entry is computed for "an address whose longest match is this prefix": every prefix a
+//! class mentions (rule CIDRs, exceptions, resolved services, cluster DNS, the metadata
+//! endpoints) becomes an entry, so an address inside an exception or a metadata endpoint finds
+//! that longer entry rather than the rule that contains it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use hubguard_policy::egress::{EgressRule, Protocol, METADATA_ADDRESSES};
+use hubguard_policy::Policy;
+use ipnet::IpNet;
+
+use crate::classes::ClassId;
+
+/// Must match MAX_PORT_RANGES in ebpf/egress.bpf.c.
+pub const MAX_PORT_RANGES: usize = 16;
+/// Must match RULE_METADATA and RULE_ANY_PORT.
+pub const FLAG_METADATA: u32 = 1;
+pub const FLAG_ANY_PORT: u32 = 2;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+const DNS_PORT: u16 = 53;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub protocol: u8,
+    pub first: u16,
+    pub last: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub flags: u32,
+    pub ranges: Vec<PortRange>,
+}
+
+/// What the cluster (or the host, standalone) says about the names a policy uses.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub cluster_dns: Vec<IpAddr>,
+    /// `namespace/name` → the Service's cluster IPs.
+    pub services: HashMap<String, Vec<IpAddr>>,
+    /// namespace → its pods' IPs.
+    pub namespaces: HashMap<String, Vec<IpAddr>>,
+}
+
+/// Every class's entries, keyed by class and (truncated) prefix.
+pub type RuleTable = BTreeMap<(ClassId, IpNet), Entry>;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompileError {
+    #[error("class {class}: destination {prefix} needs {count} port ranges; at most {MAX_PORT_RANGES} fit: merge the rules' ports")]
+    TooManyPortRanges {
+        class: &'static str,
+        prefix: IpNet,
+        count: usize,
+    },
+}
+
+/// The result, plus the names that resolved to nothing (their rules open nothing yet).
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub table: RuleTable,
+    pub unresolved: BTreeSet<String>,
+}
+
+pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, CompileError> {
+    let mut out = Compiled::default();
+    let metadata = metadata_entry(policy.network.metadata_server_dns);
+    let metadata_nets: Vec<IpNet> = METADATA_ADDRESSES
+        .iter()
+        .map(|a| a.parse().expect("metadata addresses are CIDRs"))
+        .collect();
+    let dns_nets: Vec<IpNet> = resolved
+        .cluster_dns
+        .iter()
+        .map(|a| IpNet::from(*a))
+        .collect();
+
+    for net in ["0.0.0.0/0", "::/0"] {
+        out.table
+            .insert((ClassId::Exempt, net.parse().expect("literal")), any_port());
+    }
+    for net in &metadata_nets {
+        out.table
+            .insert((ClassId::Unmapped, *net), metadata.clone());
+    }
+    for net in &dns_nets {
+        out.table.insert((ClassId::Unmapped, *net), dns_entry());
+    }
+
+    for class in [
+        ClassId::User,
+        ClassId::Dask,
+        ClassId::Platform,
+        ClassId::Other,
+    ] {
+        let rules = class
+            .pod_class()
+            .and_then(|c| policy.class(c))
+            .map(|c| c.egress.as_slice())
+            .unwrap_or_default();
+        if rules.is_empty() {
+            // Not egress-filtered: only the metadata block applies.
+            for net in ["0.0.0.0/0", "::/0"] {
+                out.table
+                    .insert((class, net.parse().expect("literal")), any_port());
+            }
+            for net in &metadata_nets {
+                out.table.insert((class, *net), metadata.clone());
+            }
+            continue;
+        }
+        let resolved_rules: Vec<ResolvedRule> = rules
+            .iter()
+            .map(|r| resolve_rule(r, resolved, &mut out.unresolved))
+            .collect();
+        let mut prefixes: BTreeSet<IpNet> = BTreeSet::new();
+        for rule in &resolved_rules {
+            prefixes.extend(rule.cidrs.iter().copied());
+            prefixes.extend(rule.except.iter().copied());
+        }
+        prefixes.extend(metadata_nets.iter().copied());
+        prefixes.extend(dns_nets.iter().copied());
+        for prefix in prefixes {
+            let entry = if metadata_nets.iter().any(|m| m.contains(&prefix)) {
+                metadata.clone()
+            } else {
+                let mut ranges: Vec<PortRange> = resolved_rules
+                    .iter()
+                    .filter(|r| r.admits(&prefix))
+                    .flat_map(|r| r.ports.iter().flat_map(|p| without_dns(*p)))
+                    .collect();
+                if dns_nets.contains(&prefix) {
+                    ranges.extend(dns_entry().ranges);
+                }
+                Entry {
+                    flags: 0,
+                    ranges: merge(ranges),
+                }
+            };
+            if entry.ranges.len() > MAX_PORT_RANGES {
+                return Err(CompileError::TooManyPortRanges {
+                    class: class.as_str(),
+                    prefix,
+                    count: entry.ranges.len(),
+                });
+            }
+            out.table.insert((class, prefix), entry);
+        }
+    }
+    Ok(out)
+}
+
+struct ResolvedRule {
+    cidrs: Vec<IpNet>,
+    except: Vec<IpNet>,
+    ports: Vec<PortRange>,
+}
+
+impl ResolvedRule {
+    /// Whether addresses whose longest match is `prefix` are inside this rule's destination.
+    fn admits(&self, prefix: &IpNet) -> bool {
+        self.cidrs.iter().any(|c| c.contains(prefix))
+            && !self.except.iter().any(|e| e.contains(prefix))
+    }
+}
+
+fn resolve_rule(
+    rule: &EgressRule,
+    resolved: &Resolved,
+    unresolved: &mut BTreeSet<String>,
+) -> ResolvedRule {
+    let mut cidrs: Vec<IpNet> = rule.to.cidrs.iter().map(IpNet::trunc).collect();
+    let mut lookup = |name: String, found: Option<&Vec<IpAddr>>| match found {
+        Some(addrs) if !addrs.is_empty() => cidrs.extend(addrs.iter().map(|a| IpNet::from(*a))),
+        _ => {
+            unresolved.insert(name);
+        }
+    };
+    if let Some(service) = &rule.to.service {
+        lookup(format!("service {service}"), resolved.services.get(service));
+    }
+    if let Some(namespace) = &rule.to.namespace {
+        lookup(
+            format!("namespace {namespace}"),
+            resolved.namespaces.get(namespace),
+        );
+    }
+    ResolvedRule {
+        cidrs,
+        except: rule.to.except_nets().iter().map(IpNet::trunc).collect(),
+        ports: rule
+            .ports
+            .iter()
+            .map(|p| PortRange {
+                protocol: match p.protocol {
+                    Protocol::Tcp => TCP,
+                    Protocol::Udp => UDP,
+                },
+                first: p.port,
+                last: p.end_port.unwrap_or(p.port),
+            })
+            .collect(),
+    }
+}
+
+fn any_port() -> Entry {
+    Entry {
+        flags: FLAG_ANY_PORT,
+        ranges: Vec::new(),
+    }
+}
+
+fn dns_entry() -> Entry {
+    Entry {
+        flags: 0,
+        ranges: [UDP, TCP]
+            .into_iter()
+            .map(|protocol| PortRange {
+                protocol,
+                first: DNS_PORT,
+                last: DNS_PORT,
+            })
+            .collect(),
+    }
+}
+
+/// The metadata endpoints deny everything, except DNS where the cluster DNS lives there (GKE).
+fn metadata_entry(serves_dns: bool) -> Entry {
+    Entry {
+        flags: FLAG_METADATA,
+        ranges: if serves_dns {
+            dns_entry().ranges
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// DNS goes only to the cluster DNS, whatever port ranges a rule opens.
+fn without_dns(range: PortRange) -> Vec<PortRange> {
+    if range.first > DNS_PORT || range.last < DNS_PORT {
+        return vec![range];
+    }
+    let mut parts = Vec::new();
+    if range.first < DNS_PORT {
+        parts.push(PortRange {
+            last: DNS_PORT - 1,
+            ..range
+        });
+    }
+    if range.last > DNS_PORT {
+        parts.push(PortRange {
+            first: DNS_PORT + 1,
+            ..range
+        });
+    }
+    parts
+}
+
+fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
+    ranges.sort();
+    let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last)
+                if last.protocol == range.protocol
+                    && u32::from(range.first) <= u32::from(last.last) + 1 =>
+            {
+                last.last = last.last.max(range.last);
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+/// Whether the table lets `class` reach `addr:port` over `protocol`, as the kernel decides.
+/// For tests and `node-agent explain`; the kernel is the authority.
+pub fn allows(table: &RuleTable, class: ClassId, addr: IpAddr, port: u16, protocol: u8) -> bool {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    };
+    if addr.is_loopback() {
+        return true;
+    }
+    let best = table
+        .iter()
+        .filter(|((c, net), _)| *c == class && net.contains(&addr))
+        .max_by_key(|((_, net), _)| net.prefix_len());
+    match best {
+        Some((_, entry)) => {
+            entry.flags & FLAG_ANY_PORT != 0
+                || entry
+                    .ranges
+                    .iter()
+                    .any(|r| r.protocol == protocol && (r.first..=r.last).contains(&port))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(network: &str, user_egress: &str) -> Policy {
+        let yaml = format!(
+            "apiVersion: hubguard.dev/v1alpha1\nkind: HubguardPolicy\nmetadata: {{name: t}}\nspec:\n  network: {network}\n  classes:\n    user:\n      bundle: restricted\n      egress: {user_egress}\n    platform:\n      bundle: baseline\n"
+        );
+        Policy::from_yaml(&yaml, "test.yaml").expect("test policy is valid")
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            cluster_dns: vec!["10.96.0.10".parse().unwrap()],
+            services: HashMap::from([("hub/hub".to_string(), vec!["10.96.1.1".parse().unwrap()])]),
+            namespaces: HashMap::from([(
+                "dask".to_string(),
+                vec!["10.244.1.5".parse().unwrap(), "fd00:10::5".parse().unwrap()],
+            )]),
+        }
+    }
+
+    const PUBLIC_WEB: &str = "[{name: web, to: {cidrs: [0.0.0.0/0, '::/0'], except: [private]}, ports: [{port: 80}, {port: 443}]}, {name: hub, to: {service: hub/hub}, ports: [{port: 8081}]}, {name: dask, to: {namespace: dask}, ports: [{port: 8786, endPort: 8788}]}, {name: wide, to: {cidrs: [198.51.100.0/24]}, ports: [{port: 1, endPort: 65535, protocol: UDP}]}]";
+
+    #[test]
+    fn decision_cases() {
+        let p = policy("{clusterDNS: {service: kube-system/kube-dns}}", PUBLIC_WEB);
+        let table = compile(&p, &resolved()).expect("compiles").table;
+        let cases: &[(&str, ClassId, &str, u16, u8, bool)] = &[
+            (
+                "public https",
+                ClassId::User,
+                "93.184.216.34",
+                443,
+                TCP,
+                true,
+            ),
+            (
+                "public http v6",
+                ClassId::User,
+                "2606:2800:220::1",
+                80,
+                TCP,
+                true,
+            ),
+            (
+                "public other port",
+                ClassId::User,
+                "93.184.216.34",
+                22,
+                TCP,
+                false,
+            ),
+            (
+                "public 443 over udp",
+                ClassId::User,
+                "93.184.216.34",
+                443,
+                UDP,
+                false,
+            ),
+            ("private range", ClassId::User, "10.1.2.3", 443, TCP, false),
+            (
+                "metadata v4",
+                ClassId::User,
+                "169.254.169.254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "metadata v6",
+                ClassId::User,
+                "fd00:ec2::254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "metadata v4-mapped",
+                ClassId::User,
+                "::ffff:169.254.169.254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "public v4-mapped",
+                ClassId::User,
+                "::ffff:93.184.216.34",
+                443,
+                TCP,
+                true,
+            ),
+            (
+                "cluster dns udp",
+                ClassId::User,
+                "10.96.0.10",
+                53,
+                UDP,
+                true,
+            ),
+            (
+                "cluster dns tcp",
+                ClassId::User,
+                "10.96.0.10",
+                53,
+                TCP,
+                true,
+            ),
+            (
+                "cluster dns other port",
+                ClassId::User,
+                "10.96.0.10",
+                80,
+                TCP,
+                false,
+            ),
+            ("other dns", ClassId::User, "8.8.8.8", 53, UDP, false),
+            (
+                "dns inside a wide rule",
+                ClassId::User,
+                "198.51.100.7",
+                53,
+                UDP,
+                false,
+            ),
+            (
+                "wide rule udp",
+                ClassId::User,
+                "198.51.100.7",
+                5353,
+                UDP,
+                true,
+            ),
+            ("service", ClassId::User, "10.96.1.1", 8081, TCP, true),
+            (
+                "service other port",
+                ClassId::User,
+                "10.96.1.1",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "namespace pod",
+                ClassId::User,
+                "10.244.1.5",
+                8787,
+                TCP,
+                true,
+            ),
+            (
+                "namespace pod v6",
+                ClassId::User,
+                "fd00:10::5",
+                8786,
+                TCP,
+                true,
+            ),
+            ("loopback", ClassId::User, "127.0.0.1", 9999, TCP, true),
+            ("loopback v6", ClassId::User, "::1", 9999, UDP, true),
+            (
+                "platform anywhere",
+                ClassId::Platform,
+                "10.1.2.3",
+                5432,
+                TCP,
+                true,
+            ),
+            (
+                "platform metadata",
+                ClassId::Platform,
+                "169.254.169.254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "class without spec",
+                ClassId::Dask,
+                "10.1.2.3",
+                5432,
+                TCP,
+                true,
+            ),
+            (
+                "class without spec, metadata",
+                ClassId::Dask,
+                "fd00:ec2::254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "exempt metadata",
+                ClassId::Exempt,
+                "169.254.169.254",
+                80,
+                TCP,
+                true,
+            ),
+            (
+                "unmapped dns",
+                ClassId::Unmapped,
+                "10.96.0.10",
+                53,
+                UDP,
+                true,
+            ),
+            (
+                "unmapped web",
+                ClassId::Unmapped,
+                "93.184.216.34",
+                443,
+                TCP,
+                false,
+            ),
+            (
+                "unmapped metadata",
+                ClassId::Unmapped,
+                "169.254.169.254",
+                80,
+                TCP,
+                false,
+            ),
+        ];
+        for (name, class, addr, port, protocol, want) in cases {
+            assert_eq!(
+                allows(&table, *class, addr.parse().unwrap(), *port, *protocol),
+                *want,
+                "case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_server_dns_opens_only_dns() {
+        let p = policy(
+            "{clusterDNS: {addresses: [169.254.169.254]}, metadataServerDNS: true}",
+            PUBLIC_WEB,
+        );
+        let mut r = resolved();
+        r.cluster_dns = vec!["169.254.169.254".parse().unwrap()];
+        let table = compile(&p, &r).unwrap().table;
+        for class in [ClassId::User, ClassId::Platform, ClassId::Unmapped] {
+            assert!(allows(
+                &table,
+                class,
+                "169.254.169.254".parse().unwrap(),
+                53,
+                UDP
+            ));
+            assert!(!allows(
+                &table,
+                class,
+                "169.254.169.254".parse().unwrap(),
+                80,
+                TCP
+            ));
+        }
+    }
+
+    #[test]
+    fn unresolved_names_are_reported() {
+        let p = policy("{clusterDNS: {service: kube-system/kube-dns}}", PUBLIC_WEB);
+        let compiled = compile(&p, &Resolved::default()).unwrap();
+        let names: Vec<&str> = compiled.unresolved.iter().map(String::as_str).collect();
+        assert_eq!(names, ["namespace dask", "service hub/hub"]);
+        assert!(!allows(
+            &compiled.table,
+            ClassId::User,
+            "10.96.1.1".parse().unwrap(),
+            8081,
+            TCP
+        ));
+    }
+
+    #[test]
+    fn too_many_port_ranges_is_refused() {
+        let ports: Vec<String> = (0..17)
+            .map(|i| format!("{{port: {}}}", 1000 + 2 * i))
+            .collect();
+        let egress = format!(
+            "[{{name: many, to: {{cidrs: [203.0.113.0/24]}}, ports: [{}]}}]",
+            ports.join(", ")
+        );
+        let p = policy("{clusterDNS: {addresses: [10.96.0.10]}}", &egress);
+        let err = compile(&p, &resolved()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("203.0.113.0/24 needs 17 port ranges"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn port_ranges_merge_and_skip_dns() {
+        let split = without_dns(PortRange {
+            protocol: UDP,
+            first: 1,
+            last: 100,
+        });
+        assert_eq!(
+            split,
+            [
+                PortRange {
+                    protocol: UDP,
+                    first: 1,
+                    last: 52
+                },
+                PortRange {
+                    protocol: UDP,
+                    first: 54,
+                    last: 100
+                }
+            ]
+        );
+        let merged = merge(vec![
+            PortRange {
+                protocol: TCP,
+                first: 80,
+                last: 80,
+            },
+            PortRange {
+                protocol: TCP,
+                first: 81,
+                last: 90,
+            },
+            PortRange {
+                protocol: UDP,
+                first: 80,
+                last: 80,
+            },
+            PortRange {
+                protocol: TCP,
+                first: 85,
+                last: 100,
+            },
+        ]);
+        assert_eq!(
+            merged,
+            [
+                PortRange {
+                    protocol: TCP,
+                    first: 80,
+                    last: 100
+                },
+                PortRange {
+                    protocol: UDP,
+                    first: 80,
+                    last: 80
+                }
+            ]
+        );
+    }
+}

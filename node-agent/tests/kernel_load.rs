@@ -1,0 +1,32 @@
+//! The kernel programs load, attach and detach (as root; CI runs as root, a skip is a failure).
+
+use std::path::PathBuf;
+
+use hubguard_node_agent::cgroups;
+use hubguard_node_agent::kernel::{self, Kernel};
+
+#[test]
+fn loads_attaches_adopts_and_uninstalls() {
+    let mount = cgroups::find_cgroup2_mount().expect("cgroup v2 mount");
+    let cgroup = mount.join(format!("hubguard-kernel-load-{}", std::process::id()));
+    std::fs::create_dir_all(&cgroup).expect("create cgroup");
+    let pin_dir = PathBuf::from(format!(
+        "/sys/fs/bpf/hubguard-test-load-{}",
+        std::process::id()
+    ));
+
+    let mut first = Kernel::load(&pin_dir).expect("load");
+    let report = first.attach(std::slice::from_ref(&cgroup)).expect("attach");
+    assert_eq!(report.attached, 4);
+    drop(first);
+
+    let mut second = Kernel::load(&pin_dir).expect("load again");
+    let report = second.attach(std::slice::from_ref(&cgroup)).expect("adopt");
+    assert_eq!((report.attached, report.adopted), (0, 4));
+    drop(second);
+
+    let removed = kernel::uninstall(&pin_dir).expect("uninstall");
+    assert!(removed.iter().any(|p| p.contains("links")), "{removed:?}");
+    assert!(!pin_dir.exists());
+    std::fs::remove_dir(&cgroup).expect("remove cgroup");
+}

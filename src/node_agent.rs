@@ -1,0 +1,150 @@
+//! `hubguard node-agent`: the eBPF node agent, in a cluster (a DaemonSet) or standalone on a
+//! single host whose users live in cgroups.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use hubguard_node_agent::agent::{self, Source};
+use hubguard_node_agent::classes::ClassId;
+
+use crate::logging::{self, LogFormat};
+use crate::webhook::terminated;
+
+#[derive(Args)]
+pub struct NodeAgentArgs {
+    /// The policy file (its egress rules and network settings); re-read when it changes.
+    #[arg(long, required_unless_present = "uninstall")]
+    policy: Option<PathBuf>,
+    /// This node's name: the agent watches the pods bound to it.
+    #[arg(long, required_unless_present_any = ["standalone", "uninstall"])]
+    node_name: Option<String>,
+    /// Address of the plain-HTTP port for `/metrics`, `/healthz`, `/readyz`.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// No Kubernetes: enforce on the cgroups given with --cgroup.
+    #[arg(long, requires = "cgroup")]
+    standalone: bool,
+    /// Standalone: a cgroup (a directory of the cgroup v2 filesystem) and the policy class
+    /// whose rules apply to it and to every cgroup created under it later; repeatable.
+    #[arg(long, value_name = "PATH=CLASS", requires = "standalone", value_parser = parse_cgroup)]
+    cgroup: Vec<(PathBuf, ClassId)>,
+    /// The cgroup v2 mount; found from /proc/mounts when not given.
+    #[arg(long)]
+    cgroup_root: Option<PathBuf>,
+    /// The root of the pods' cgroups; `kubepods.slice` or `kubepods` under the mount when not given.
+    #[arg(long, conflicts_with = "standalone")]
+    pods_cgroup: Option<PathBuf>,
+    /// Where links and maps are pinned (on bpffs); enforcement outlives the agent there.
+    #[arg(long, default_value = "/sys/fs/bpf/hubguard")]
+    bpffs: PathBuf,
+    /// Count and log what would be denied; deny nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove everything hubguard attached and pinned under --bpffs, then exit.
+    #[arg(long, conflicts_with_all = ["standalone", "dry_run"])]
+    uninstall: bool,
+    /// Kubeconfig for watching pods; default: in-cluster credentials.
+    #[arg(long, conflicts_with = "standalone")]
+    kubeconfig: Option<PathBuf>,
+    /// Seconds between checks of the policy file for changes.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    reload_interval: f64,
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+}
+
+fn parse_cgroup(text: &str) -> Result<(PathBuf, ClassId), String> {
+    let (path, class) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("'{text}' is not PATH=CLASS"))?;
+    let class = ClassId::parse(class)
+        .filter(|c| c.pod_class().is_some())
+        .ok_or_else(|| format!("'{class}' is not a class: user, dask, platform or other"))?;
+    if path.is_empty() {
+        return Err(format!("'{text}' names no cgroup"));
+    }
+    Ok((PathBuf::from(path), class))
+}
+
+pub fn run(args: NodeAgentArgs) -> ExitCode {
+    logging::init(args.log_format);
+    if args.uninstall {
+        return match hubguard_node_agent::kernel::uninstall(&args.bpffs) {
+            Ok(removed) => {
+                tracing::info!(pin_dir = %args.bpffs.display(), removed = removed.len(), "uninstalled: programs detached, maps removed");
+                for path in removed {
+                    println!("removed {path}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(policy) = args.policy else {
+        eprintln!("error: --policy is required");
+        return ExitCode::from(2);
+    };
+    let reload_interval = match Duration::try_from_secs_f64(args.reload_interval) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!("error: --reload-interval must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+    };
+    for (path, _) in &args.cgroup {
+        if !path.is_dir() {
+            eprintln!(
+                "error: --cgroup {}: no such cgroup directory",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let source = if args.standalone {
+        Source::Standalone {
+            cgroups: args.cgroup,
+        }
+    } else {
+        Source::Cluster {
+            node_name: args.node_name.unwrap_or_default(),
+            kubeconfig: args.kubeconfig,
+            pods_cgroup: args.pods_cgroup,
+        }
+    };
+    let config = agent::Config {
+        policy,
+        source,
+        cgroup_root: args.cgroup_root,
+        pin_dir: args.bpffs,
+        metrics_listen: args.metrics_listen,
+        dry_run: args.dry_run,
+        reload_interval,
+        resync_interval: Duration::from_secs(2),
+    };
+    // Two worker threads are plenty: the work is a watch, a ring buffer and a few map writes.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agent::run(config, terminated())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the node agent cannot start");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

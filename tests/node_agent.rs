@@ -1,0 +1,311 @@
+//! The node agent in the kernel, standalone (no Kubernetes): a one-VM hub whose users live
+//! in cgroups. Runs as root (CI does); a skip would be a failure, so there is none.
+//!
+//! Every probe runs inside a network namespace this test creates with only `lo`, carrying
+//! the fake metadata server, fake public and private hosts and a fake cluster DNS.
+
+mod support;
+
+use std::path::Path;
+
+use support::node::{
+    assert_probes, pin_dir, require_root, uninstall, Agent, Netns, Servers, TestCgroup,
+};
+use support::TempDir;
+
+const ADDRESSES: &[&str] = &[
+    "169.254.169.254/32", // metadata
+    "fd00:ec2::254/128",  // metadata, IPv6
+    "198.51.100.10/32",   // a public host
+    "2001:db8::10/128",   // a public host, IPv6
+    "10.20.0.10/32",      // a private host
+    "10.96.0.10/32",      // the cluster DNS
+    "198.51.100.53/32",   // some other DNS server
+];
+
+const ENDPOINTS: &[&str] = &[
+    "tcp:169.254.169.254:80",
+    "udp:169.254.169.254:80",
+    "tcp:[fd00:ec2::254]:80",
+    "udp:[fd00:ec2::254]:80",
+    "tcp:198.51.100.10:80",
+    "tcp:198.51.100.10:443",
+    "tcp:198.51.100.10:22",
+    "udp:198.51.100.10:443",
+    "tcp:[2001:db8::10]:80",
+    "tcp:[2001:db8::10]:443",
+    "tcp:[2001:db8::10]:8080",
+    "tcp:10.20.0.10:443",
+    "udp:10.96.0.10:53",
+    "tcp:10.96.0.10:53",
+    "udp:198.51.100.53:53",
+    "tcp:198.51.100.53:53",
+    "tcp:127.0.0.1:8080",
+    "udp:127.0.0.1:8053",
+    "tcp:[::1]:8080",
+];
+
+/// Probe → expected outcome for a `user` cgroup under the tess-public egress rules, and the
+/// reason the agent should report for each denial.
+const USER_CASES: &[(&str, &str, Option<&str>)] = &[
+    ("tcp:169.254.169.254:80", "EPERM", Some("metadata")),
+    ("udp:169.254.169.254:80", "EPERM", Some("metadata")),
+    ("udpc:169.254.169.254:80", "EPERM", Some("metadata")),
+    ("tcp:[fd00:ec2::254]:80", "EPERM", Some("metadata")),
+    ("udp:[fd00:ec2::254]:80", "EPERM", Some("metadata")),
+    ("tcp:[::ffff:169.254.169.254]:80", "EPERM", Some("metadata")),
+    ("udp:[::ffff:169.254.169.254]:80", "EPERM", Some("metadata")),
+    ("tcp:198.51.100.10:80", "ok", None),
+    ("tcp:198.51.100.10:443", "ok", None),
+    ("tcp:[2001:db8::10]:80", "ok", None),
+    ("tcp:[2001:db8::10]:443", "ok", None),
+    ("tcp:[::ffff:198.51.100.10]:443", "ok", None),
+    ("tcp:198.51.100.10:22", "EPERM", Some("port")),
+    ("udp:198.51.100.10:443", "EPERM", Some("port")),
+    ("tcp:[2001:db8::10]:8080", "EPERM", Some("port")),
+    ("tcp:10.20.0.10:443", "EPERM", Some("destination")),
+    ("udp:10.96.0.10:53", "ok", None),
+    ("udpc:10.96.0.10:53", "ok", None),
+    ("tcp:10.96.0.10:53", "ok", None),
+    ("udp:198.51.100.53:53", "EPERM", Some("dns")),
+    ("tcp:198.51.100.53:53", "EPERM", Some("dns")),
+    ("tcp:127.0.0.1:8080", "ok", None),
+    ("udp:127.0.0.1:8053", "ok", None),
+    ("tcp:[::1]:8080", "ok", None),
+];
+
+fn user_cases() -> Vec<(&'static str, &'static str)> {
+    USER_CASES.iter().map(|(p, want, _)| (*p, *want)).collect()
+}
+
+fn all_reach() -> Vec<(&'static str, &'static str)> {
+    USER_CASES.iter().map(|(p, _, _)| (*p, "ok")).collect()
+}
+
+fn policy_file(dir: &TempDir) -> std::path::PathBuf {
+    let shipped =
+        std::fs::read_to_string(support::root().join("policies/tess-public.yaml")).unwrap();
+    let policy = shipped.replace(
+        "clusterDNS: {service: kube-system/kube-dns}",
+        "clusterDNS: {addresses: [10.96.0.10]}",
+    );
+    assert_ne!(
+        policy, shipped,
+        "the tess-public preset's clusterDNS line changed"
+    );
+    let path = dir.path("policy.yaml");
+    std::fs::write(&path, policy).unwrap();
+    path
+}
+
+fn standalone_args<'a>(policy: &'a Path, users: &'a str, pins: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--standalone",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--cgroup",
+        users,
+        "--bpffs",
+        pins.to_str().unwrap(),
+    ]
+}
+
+#[test]
+fn standalone_agent_enforces_survives_a_kill_and_uninstalls() {
+    require_root();
+    let ns = Netns::isolated("agent", ADDRESSES);
+    let _servers = Servers::start(&ns, ENDPOINTS);
+    let cgroups = TestCgroup::new("agent");
+    let users = cgroups.child("users");
+    let alice = cgroups.child("users/alice");
+    let dir = TempDir::new("node-agent-standalone");
+    let policy = policy_file(&dir);
+    let pins = pin_dir("agent");
+    let _ = uninstall(&pins);
+
+    // Without the agent every probe reaches its listener: the denials below are the agent's.
+    assert_probes(&ns, &alice, &all_reach(), "baseline, no agent");
+
+    let users_arg = format!("{}=user", users.display());
+    let agent = Agent::start(&standalone_args(&policy, &users_arg, &pins));
+    assert_probes(&ns, &alice, &user_cases(), "alice under the agent");
+
+    // A cgroup created after the agent started is covered from its first socket.
+    let late = cgroups.child("users/late");
+    assert_probes(
+        &ns,
+        &late,
+        &user_cases(),
+        "a cgroup created after the agent",
+    );
+
+    // Counters and metrics match the denials of the two runs.
+    let denials = |reason: &str| {
+        2.0 * USER_CASES
+            .iter()
+            .filter(|(_, _, r)| *r == Some(reason))
+            .count() as f64
+    };
+    let labels = [("namespace", "standalone"), ("pod_class", "user")];
+    let samples = agent.wait_metrics("every denial counted", |m| {
+        m.sum("hubguard_metadata_denied_total", &labels) == denials("metadata")
+            && m.sum("hubguard_egress_denied_total", &labels)
+                == denials("port") + denials("destination") + denials("dns")
+    });
+    for reason in ["port", "destination", "dns"] {
+        let mut with_reason = labels.to_vec();
+        with_reason.push(("reason", reason));
+        assert_eq!(
+            samples.sum("hubguard_egress_denied_total", &with_reason),
+            denials(reason),
+            "reason {reason}"
+        );
+    }
+    let kernel_total = samples.sum(
+        "hubguard_node_agent_kernel_denials_total",
+        &[("pod_class", "user")],
+    );
+    assert_eq!(
+        kernel_total,
+        denials("metadata") + denials("port") + denials("destination") + denials("dns"),
+        "the kernel's own counters"
+    );
+    assert_eq!(
+        samples.sum("hubguard_node_agent_events_lost_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        samples.sum("hubguard_egress_policy_pods", &[("pod_class", "user")]),
+        1.0
+    );
+    let log = agent.log();
+    assert!(
+        log.contains(r#""destination":"169.254.169.254""#)
+            && log.contains(r#""reason":"metadata""#),
+        "denials are logged with destination and reason:\n{log}"
+    );
+
+    // A broken policy is refused and the last good one stays in force.
+    std::fs::write(&policy, "apiVersion: hubguard.dev/v1alpha1\nkind: [").unwrap();
+    agent.wait_metrics("the reload error", |m| {
+        m.sum("hubguard_policy_reload_errors_total", &[]) == 1.0
+    });
+    assert_probes(&ns, &alice, &user_cases(), "after a broken policy");
+
+    // Killed without warning: enforcement stays, pinned in the kernel.
+    agent.kill();
+    assert_probes(&ns, &alice, &user_cases(), "after the agent was killed");
+
+    // A new agent adopts the pinned programs rather than attaching a second copy.
+    let _ = policy_file(&dir);
+    let second = Agent::start(&standalone_args(&policy, &users_arg, &pins));
+    assert!(
+        second.log().contains(r#""attached":0,"adopted":4"#),
+        "the restarted agent adopts the pinned links:\n{}",
+        second.log()
+    );
+    assert_probes(&ns, &alice, &user_cases(), "after a restart");
+    second.kill();
+
+    // --uninstall removes everything: every probe reaches its listener again.
+    let removed = uninstall(&pins);
+    assert!(removed.contains("links"), "{removed}");
+    assert!(!pins.exists());
+    assert_probes(&ns, &alice, &all_reach(), "after --uninstall");
+}
+
+#[test]
+fn dry_run_counts_but_denies_nothing() {
+    require_root();
+    let ns = Netns::isolated("dryrun", ADDRESSES);
+    let _servers = Servers::start(&ns, ENDPOINTS);
+    let cgroups = TestCgroup::new("dryrun");
+    let users = cgroups.child("users");
+    let bob = cgroups.child("users/bob");
+    let dir = TempDir::new("node-agent-dry-run");
+    let policy = policy_file(&dir);
+    let pins = pin_dir("dryrun");
+    let _ = uninstall(&pins);
+    let users_arg = format!("{}=user", users.display());
+    let mut args = standalone_args(&policy, &users_arg, &pins);
+    args.push("--dry-run");
+    let agent = Agent::start(&args);
+
+    assert_probes(
+        &ns,
+        &bob,
+        &[
+            ("tcp:169.254.169.254:80", "ok"),
+            ("tcp:10.20.0.10:443", "ok"),
+        ],
+        "dry run",
+    );
+    let samples = agent.wait_metrics("the would-be denials", |m| {
+        m.sum("hubguard_metadata_denied_total", &[]) == 1.0
+            && m.sum("hubguard_egress_denied_total", &[]) == 1.0
+    });
+    assert_eq!(samples.sum("hubguard_node_agent_dry_run", &[]), 1.0);
+    assert!(agent.log().contains("would be denied (dry run)"));
+    drop(agent);
+    uninstall(&pins);
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let dir = TempDir::new("node-agent-bad-input");
+    let broken = dir.path("broken.yaml");
+    std::fs::write(&broken, "apiVersion: hubguard.dev/v1alpha1\nkind: HubguardPolicy\nmetadata: {name: x}\nspec: {classes: {user: {egress: [{name: a, to: {cidrs: [nope]}, ports: [{port: 80}]}]}}}\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--standalone",
+                "--policy",
+                broken.to_str().unwrap(),
+                "--cgroup",
+                "/tmp=user",
+            ],
+            "spec.classes.user.egress[0].to.cidrs",
+        ),
+        (
+            &[
+                "--standalone",
+                "--policy",
+                "x.yaml",
+                "--cgroup",
+                "/tmp=root",
+            ],
+            "'root' is not a class",
+        ),
+        (
+            &[
+                "--standalone",
+                "--policy",
+                "x.yaml",
+                "--cgroup",
+                "/does/not/exist=user",
+            ],
+            "no such cgroup directory",
+        ),
+        (&["--policy", "x.yaml"], "--node-name"),
+    ];
+    for (args, message) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubguard"))
+            .arg("node-agent")
+            .args(*args)
+            .args([
+                "--bpffs",
+                "/sys/fs/bpf/hubguard-test-never-used",
+                "--log-format",
+                "text",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: want {message:?} in:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
