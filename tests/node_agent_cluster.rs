@@ -1,0 +1,334 @@
+//! The node agent in a cluster: the real kube-apiserver (tests/controlplane), pods bound to
+//! this node by `spec.nodeName`, and cgroup directories laid out as kubelet lays them out with
+//! the cgroupfs and the systemd drivers. The agent runs under the chart's own RBAC; probes run
+//! from the pods' container cgroups inside an isolated namespace with only `lo`.
+
+mod support;
+
+use std::path::PathBuf;
+
+use support::controlplane::ControlPlane;
+use support::node::{
+    assert_probes, pin_dir, require_root, uninstall, Agent, Netns, Servers, TestCgroup,
+};
+use support::{root, TempDir};
+
+const NODE: &str = "node-a";
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: tess-public}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: hubguard}
+---
+# No controller manager here makes the default service accounts.
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: tess-public}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: kube-system}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: dns, port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hub, namespace: tess-public}
+spec:
+  clusterIP: 10.96.5.5
+  ports: [{name: api, port: 8081}]
+"#;
+
+fn pod(namespace: &str, name: &str, node: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {labels}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: main, image: busybox}}]\n"
+    )
+}
+
+const ADDRESSES: &[&str] = &[
+    "169.254.169.254/32",
+    "198.51.100.10/32",
+    "10.96.0.10/32",
+    "10.96.5.5/32",
+    "10.20.0.10/32",
+];
+
+const ENDPOINTS: &[&str] = &[
+    "tcp:169.254.169.254:80",
+    "tcp:198.51.100.10:443",
+    "udp:10.96.0.10:53",
+    "tcp:10.96.5.5:8081",
+    "tcp:10.20.0.10:8080",
+];
+
+/// What each class may reach under the tess-public preset (probe order as ENDPOINTS).
+const USER: [&str; 5] = ["EPERM", "ok", "ok", "ok", "EPERM"];
+const PLATFORM: [&str; 5] = ["EPERM", "ok", "ok", "ok", "ok"];
+const EXEMPT: [&str; 5] = ["ok", "ok", "ok", "ok", "ok"];
+const UNMAPPED: [&str; 5] = ["EPERM", "EPERM", "ok", "EPERM", "EPERM"];
+
+fn expect(outcomes: [&'static str; 5]) -> Vec<(&'static str, &'static str)> {
+    ENDPOINTS.iter().copied().zip(outcomes).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Driver {
+    Cgroupfs,
+    Systemd,
+}
+
+#[derive(Clone, Copy)]
+enum Qos {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+/// The pod's container cgroup as kubelet (and containerd) would create it.
+fn container_cgroup(tree: &TestCgroup, driver: Driver, qos: Qos, uid: &str) -> PathBuf {
+    let relative = match driver {
+        Driver::Cgroupfs => {
+            let qos = match qos {
+                Qos::Guaranteed => "",
+                Qos::Burstable => "burstable/",
+                Qos::BestEffort => "besteffort/",
+            };
+            format!("kubepods/{qos}pod{uid}/0123456789abcdef")
+        }
+        Driver::Systemd => {
+            let uid = uid.replace('-', "_");
+            let pod = match qos {
+                Qos::Guaranteed => format!("kubepods-pod{uid}.slice"),
+                Qos::Burstable => {
+                    format!("kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice")
+                }
+                Qos::BestEffort => {
+                    format!("kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice")
+                }
+            };
+            format!("kubepods.slice/{pod}/cri-containerd-0123456789abcdef.scope")
+        }
+    };
+    tree.child(&relative)
+}
+
+fn uid(plane: &ControlPlane, namespace: &str, name: &str) -> String {
+    plane
+        .kubectl(&[
+            "get",
+            "pod",
+            "-n",
+            namespace,
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
+    require_root();
+    let plane = ControlPlane::start();
+    plane.kubectl_stdin(&["apply", "-f", "-"], Some(OBJECTS));
+    let pods = [
+        pod(
+            "tess-public",
+            "jupyter-alice",
+            NODE,
+            "{component: singleuser-server, hub.jupyter.org/username: alice}",
+        ),
+        pod("tess-public", "hub", NODE, "{component: hub}"),
+        pod("kube-system", "coredns", NODE, "{k8s-app: kube-dns}"),
+        pod(
+            "tess-public",
+            "jupyter-carol",
+            "node-b",
+            "{component: singleuser-server}",
+        ),
+    ];
+    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&pods.join("---\n")));
+
+    // The agent acts as the chart's node-agent service account, with the chart's RBAC.
+    let chart = root().join("charts/hubguard");
+    let rbac = plane.helm(&[
+        "template",
+        "hubguard",
+        chart.to_str().unwrap(),
+        "-n",
+        "hubguard",
+        "--show-only",
+        "templates/rbac.yaml",
+    ]);
+    assert!(
+        rbac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rbac.stderr)
+    );
+    plane.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&String::from_utf8_lossy(&rbac.stdout)),
+    );
+    let kubeconfig = plane.kubeconfig_for("hubguard", "hubguard-node-agent");
+
+    let ns = Netns::isolated("cluster", ADDRESSES);
+    let _servers = Servers::start(&ns, ENDPOINTS);
+    let dir = TempDir::new("node-agent-cluster");
+    let policy = root().join("policies/tess-public.yaml");
+
+    for driver in [Driver::Cgroupfs, Driver::Systemd] {
+        let context = |what: &str| format!("{driver:?}: {what}");
+        let tree = TestCgroup::new(&format!("cluster-{driver:?}").to_lowercase());
+        let alice = container_cgroup(
+            &tree,
+            driver,
+            Qos::Burstable,
+            &uid(&plane, "tess-public", "jupyter-alice"),
+        );
+        let hub = container_cgroup(
+            &tree,
+            driver,
+            Qos::Guaranteed,
+            &uid(&plane, "tess-public", "hub"),
+        );
+        let coredns = container_cgroup(
+            &tree,
+            driver,
+            Qos::BestEffort,
+            &uid(&plane, "kube-system", "coredns"),
+        );
+        let stranger = container_cgroup(
+            &tree,
+            driver,
+            Qos::BestEffort,
+            "00000000-0000-0000-0000-00000000dead",
+        );
+        let pins = pin_dir(&format!("cluster-{driver:?}").to_lowercase());
+        let _ = uninstall(&pins);
+
+        assert_probes(&ns, &alice, &expect(EXEMPT), &context("baseline, no agent"));
+        let agent = Agent::start(&[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--node-name",
+            NODE,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--cgroup-root",
+            tree.0.to_str().unwrap(),
+            "--bpffs",
+            pins.to_str().unwrap(),
+        ]);
+        let samples = agent.metrics();
+        let pods_of =
+            |class: &str| samples.sum("hubguard_egress_policy_pods", &[("pod_class", class)]);
+        assert_eq!(
+            (pods_of("user"), pods_of("platform"), pods_of("exempt")),
+            (1.0, 1.0, 1.0),
+            "{}: pods mapped per class (carol is on another node)\n{}",
+            context("metrics"),
+            agent.log()
+        );
+        assert_eq!(
+            samples.sum("hubguard_node_agent_unresolved_pods", &[]),
+            0.0,
+            "{}",
+            agent.log()
+        );
+        assert_eq!(
+            samples.sum("hubguard_node_agent_unresolved_destinations", &[]),
+            0.0,
+            "{}",
+            agent.log()
+        );
+
+        assert_probes(&ns, &alice, &expect(USER), &context("alice, a user pod"));
+        assert_probes(
+            &ns,
+            &hub,
+            &expect(PLATFORM),
+            &context("the hub, a platform pod"),
+        );
+        assert_probes(
+            &ns,
+            &coredns,
+            &expect(EXEMPT),
+            &context("kube-system is not governed"),
+        );
+        assert_probes(
+            &ns,
+            &stranger,
+            &expect(UNMAPPED),
+            &context("a pod the API server does not know"),
+        );
+
+        // A pod bound after the agent started: strictest until mapped, then its class.
+        let bob_pod = format!("bob-{driver:?}").to_lowercase();
+        plane.kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(&pod(
+                "tess-public",
+                &bob_pod,
+                NODE,
+                "{component: singleuser-server}",
+            )),
+        );
+        let bob = container_cgroup(
+            &tree,
+            driver,
+            Qos::BestEffort,
+            &uid(&plane, "tess-public", &bob_pod),
+        );
+        agent.wait_metrics("bob mapped", |m| {
+            m.sum("hubguard_egress_policy_pods", &[("pod_class", "user")]) == 2.0
+        });
+        assert_probes(
+            &ns,
+            &bob,
+            &expect(USER),
+            &context("bob, created after the agent"),
+        );
+        let metadata_denials = agent.wait_metrics("denials by namespace", |m| {
+            m.sum(
+                "hubguard_metadata_denied_total",
+                &[("namespace", "tess-public"), ("pod_class", "user")],
+            ) == 2.0
+        });
+        assert_eq!(
+            metadata_denials.sum(
+                "hubguard_metadata_denied_total",
+                &[("namespace", "unknown"), ("pod_class", "unmapped")]
+            ),
+            1.0
+        );
+        // No kubelet here to confirm the deletion: force it.
+        plane.kubectl(&[
+            "delete",
+            "pod",
+            "-n",
+            "tess-public",
+            &bob_pod,
+            "--grace-period=0",
+            "--force",
+        ]);
+        drop(agent);
+        uninstall(&pins);
+        assert_probes(
+            &ns,
+            &stranger,
+            &expect(EXEMPT),
+            &context("after --uninstall"),
+        );
+    }
+    drop(dir);
+}
