@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use support::node::{
-    assert_probes, pin_dir, require_root, uninstall, Agent, Netns, Servers, TestCgroup,
+    assert_probes, require_root, uninstall, Agent, Netns, Pins, Servers, TestCgroup,
 };
 use support::TempDir;
 
@@ -120,8 +120,8 @@ fn standalone_agent_enforces_survives_a_kill_and_uninstalls() {
     let alice = cgroups.child("users/alice");
     let dir = TempDir::new("node-agent-standalone");
     let policy = policy_file(&dir);
-    let pins = pin_dir("agent");
-    let _ = uninstall(&pins);
+    let pin_guard = Pins::new("agent");
+    let pins = pin_guard.0.clone();
 
     // Without the agent every probe reaches its listener: the denials below are the agent's.
     assert_probes(&ns, &alice, &all_reach(), "baseline, no agent");
@@ -224,8 +224,8 @@ fn dry_run_counts_but_denies_nothing() {
     let bob = cgroups.child("users/bob");
     let dir = TempDir::new("node-agent-dry-run");
     let policy = policy_file(&dir);
-    let pins = pin_dir("dryrun");
-    let _ = uninstall(&pins);
+    let pin_guard = Pins::new("dryrun");
+    let pins = pin_guard.0.clone();
     let users_arg = format!("{}=user", users.display());
     let mut args = standalone_args(&policy, &users_arg, &pins);
     args.push("--dry-run");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use support::controlplane::ControlPlane;
 use support::node::{
-    assert_probes, pin_dir, require_root, uninstall, Agent, Netns, Servers, TestCgroup,
+    assert_probes, require_root, uninstall, Agent, Netns, Pins, Servers, TestCgroup,
 };
 use support::{root, TempDir};
 
@@ -213,8 +213,8 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             Qos::BestEffort,
             "00000000-0000-0000-0000-00000000dead",
         );
-        let pins = pin_dir(&format!("cluster-{driver:?}").to_lowercase());
-        let _ = uninstall(&pins);
+        let pin_guard = Pins::new(&format!("cluster-{driver:?}").to_lowercase());
+        let pins = pin_guard.0.clone();
 
         assert_probes(&ns, &alice, &expect(EXEMPT), &context("baseline, no agent"));
         let agent = Agent::start(&[

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hubguard_policy::{Policy, PolicyError};
 use hubguard_webhook::watch::FileWatch;
@@ -18,9 +18,11 @@ use crate::classes::ClassId;
 use crate::cluster::{SharedInventory, Watches};
 use crate::desired::{self, Plan};
 use crate::events::{self, DenialSink, Owners};
-use crate::kernel::{Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_METADATA};
+use crate::kernel::{
+    Desired, Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_METADATA,
+};
 use crate::metrics::{self, AgentMetrics, Readiness};
-use crate::rules::{self, CompileError, Resolved};
+use crate::rules::{self, CompileError, Compiled, Resolved};
 
 pub enum Source {
     /// This node's pods, from the API server.
@@ -44,6 +46,9 @@ pub struct Config {
     pub reload_interval: Duration,
     /// How often pods whose cgroup is missing are looked for again.
     pub resync_interval: Duration,
+    /// Called once the programs are loaded: loading parses the kernel's BTF (about 20 MiB,
+    /// freed at once), and the binary's allocator may hand that memory back here.
+    pub after_load: Option<fn()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +99,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => cgroups::find_cgroup2_mount()?,
     };
     let kernel = Arc::new(Mutex::new(Kernel::load(&config.pin_dir)?));
+    if let Some(release) = config.after_load {
+        release();
+    }
     let metrics = Arc::new(AgentMetrics::new());
     metrics.dry_run.set(i64::from(config.dry_run));
     let readiness = Arc::new(Readiness::default());
@@ -205,6 +213,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Ok(new_policy) => {
                         tracing::info!(policy = %new_policy.name, "policy reloaded");
                         policy = new_policy;
+                        state.policy_generation += 1;
                         if let Some(c) = cluster.as_mut() {
                             c.watches.watch_namespaces(&desired::referenced_namespaces(&policy));
                         }
@@ -247,11 +256,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// How often the maps are compared with the plan even when nothing changed, in case
+/// something else wrote to them.
+const FULL_SYNC_EVERY: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct SyncState {
     complete: bool,
     unresolved_destinations: BTreeSet<String>,
     unresolved_pods: Vec<String>,
+    /// Bumped on every policy reload.
+    policy_generation: u64,
+    /// The last compilation and what it was compiled from: 10,000 rules are compiled once,
+    /// not on every resync.
+    compiled: Option<(u64, Resolved, Compiled)>,
+    /// What the maps were last made equal to, and when.
+    applied: Option<(Desired, Instant)>,
 }
 
 fn sync(
@@ -263,44 +283,52 @@ fn sync(
     owners: &Owners,
     state: &mut SyncState,
 ) -> Result<(), AgentError> {
-    let (plan, complete) = match (cluster, &config.source) {
+    let (mapped, unresolved, resolved, complete) = match (cluster, &config.source) {
         (Some(c), _) => {
             let inventory = c.inventory.lock().expect("inventory lock");
             let (mapped, unresolved) =
                 desired::cluster_cgroups(policy, &inventory, &c.pods_tree, c.own_cgroup.as_deref());
             let resolved = desired::cluster_resolved(policy, &inventory);
             let complete = inventory.node_pods_listed && inventory.services_listed;
-            (
-                desired::plan(policy, mapped, unresolved, &resolved, config.dry_run),
-                complete,
-            )
+            (mapped, unresolved, resolved, complete)
         }
         (None, Source::Standalone { cgroups }) => {
             let mapped = desired::standalone_cgroups(cgroups)?;
             let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let resolved = desired::standalone_resolved(policy, &resolv_conf);
-            (
-                desired::plan(policy, mapped, Vec::new(), &resolved, config.dry_run),
-                true,
-            )
+            (mapped, Vec::new(), resolved, true)
         }
         (None, Source::Cluster { .. }) => unreachable!("a cluster source has its inventory"),
     };
-    let plan: Plan = plan.map_err(|error| AgentError::Rules {
-        file: config.policy.display().to_string(),
-        error,
-    })?;
-    let report = kernel
-        .lock()
-        .expect("kernel lock")
-        .sync(&plan.desired, complete)?;
-    if report.written + report.removed > 0 {
-        tracing::debug!(
-            written = report.written,
-            removed = report.removed,
-            complete,
-            "maps updated"
-        );
+    let fresh = matches!(&state.compiled, Some((generation, from, _)) if *generation == state.policy_generation && *from == resolved);
+    if !fresh {
+        let compiled = rules::compile(policy, &resolved).map_err(|error| AgentError::Rules {
+            file: config.policy.display().to_string(),
+            error,
+        })?;
+        state.compiled = Some((state.policy_generation, resolved, compiled));
+    }
+    let (_, _, compiled) = state.compiled.as_ref().expect("compiled above");
+    let plan: Plan = desired::plan(compiled, mapped, unresolved, config.dry_run);
+
+    let unchanged = matches!(&state.applied, Some((desired, at)) if *desired == plan.desired && at.elapsed() < FULL_SYNC_EVERY);
+    if !unchanged || !complete {
+        let report = kernel
+            .lock()
+            .expect("kernel lock")
+            .sync(&plan.desired, complete)?;
+        if report.written + report.removed > 0 {
+            tracing::debug!(
+                written = report.written,
+                removed = report.removed,
+                complete,
+                "maps updated"
+            );
+            if let Some(release) = config.after_load {
+                release();
+            }
+        }
+        state.applied = complete.then(|| (plan.desired.clone(), Instant::now()));
     }
     for class in ClassId::ALL {
         let pods = plan.pods_per_class.get(&class).copied().unwrap_or(0);

@@ -13,7 +13,7 @@ use crate::classes::ClassId;
 use crate::cluster::Inventory;
 use crate::events::Owner;
 use crate::kernel::Desired;
-use crate::rules::{self, CompileError, Resolved};
+use crate::rules::{Compiled, Resolved};
 
 /// A cgroup the agent maps, and whose it is.
 #[derive(Debug, Clone)]
@@ -33,27 +33,26 @@ pub struct Plan {
     pub unresolved_destinations: BTreeSet<String>,
 }
 
+/// `compiled` is the policy's rules compiled against what the names resolve to now.
 pub fn plan(
-    policy: &Policy,
+    compiled: &Compiled,
     mapped: Vec<MappedCgroup>,
     unresolved_pods: Vec<String>,
-    resolved: &Resolved,
     dry_run: bool,
-) -> Result<Plan, CompileError> {
-    let compiled = rules::compile(policy, resolved)?;
+) -> Plan {
     let mut plan = Plan {
         unresolved_pods,
-        unresolved_destinations: compiled.unresolved,
+        unresolved_destinations: compiled.unresolved.clone(),
         ..Plan::default()
     };
-    plan.desired.rules = compiled.table;
+    plan.desired.rules = compiled.table.clone();
     plan.desired.dry_run = dry_run;
     for cgroup in mapped {
         plan.desired.cgroups.insert(cgroup.id, cgroup.class);
         *plan.pods_per_class.entry(cgroup.class).or_default() += 1;
         plan.owners.insert(cgroup.id, cgroup.owner);
     }
-    Ok(plan)
+    plan
 }
 
 /// A running pod's class. Its labels are what admission allowed: the `platformLabels` rule

@@ -138,7 +138,7 @@ fn trie_data<const N: usize>(class: ClassId, addr: &[u8]) -> [u8; N] {
 }
 
 /// What userspace wants in the maps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub cgroups: HashMap<u64, ClassId>,
     pub rules: RuleTable,
@@ -176,7 +176,10 @@ impl Kernel {
         ensure_bpffs(pin_dir)?;
         let maps_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&maps_dir).map_err(io_error(&maps_dir))?;
+        // No kernel BTF: the programs use no CO-RE relocations (uapi headers only), and
+        // parsing /sys/kernel/btf/vmlinux cost the agent about 20 MiB of memory.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .default_map_pin_directory(&maps_dir)
             .load(OBJECT)?;
         fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {

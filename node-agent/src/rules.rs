@@ -40,7 +40,7 @@ pub struct Entry {
 }
 
 /// What the cluster (or the host, standalone) says about the names a policy uses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resolved {
     pub cluster_dns: Vec<IpAddr>,
     /// `namespace/name` → the Service's cluster IPs.
@@ -127,14 +127,15 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
         }
         prefixes.extend(metadata_nets.iter().copied());
         prefixes.extend(dns_nets.iter().copied());
+        let index = RuleIndex::new(&resolved_rules);
         for prefix in prefixes {
             let entry = if metadata_nets.iter().any(|m| m.contains(&prefix)) {
                 metadata.clone()
             } else {
-                let mut ranges: Vec<PortRange> = resolved_rules
-                    .iter()
-                    .filter(|r| r.admits(&prefix))
-                    .flat_map(|r| r.ports.iter().flat_map(|p| without_dns(*p)))
+                let mut ranges: Vec<PortRange> = index
+                    .admitting(&prefix)
+                    .into_iter()
+                    .flat_map(|i| resolved_rules[i].ports.iter().flat_map(|p| without_dns(*p)))
                     .collect();
                 if dns_nets.contains(&prefix) {
                     ranges.extend(dns_entry().ranges);
@@ -163,11 +164,44 @@ struct ResolvedRule {
     ports: Vec<PortRange>,
 }
 
-impl ResolvedRule {
-    /// Whether addresses whose longest match is `prefix` are inside this rule's destination.
-    fn admits(&self, prefix: &IpNet) -> bool {
-        self.cidrs.iter().any(|c| c.contains(prefix))
-            && !self.except.iter().any(|e| e.contains(prefix))
+/// Which rules name each CIDR and each exception, so that the rules admitting a prefix are
+/// found from the prefix's own supernets (at most 33 or 129) rather than by scanning every
+/// rule: 10,000 CIDRs compile in milliseconds.
+struct RuleIndex {
+    cidrs: HashMap<IpNet, Vec<usize>>,
+    excepts: HashMap<IpNet, Vec<usize>>,
+}
+
+impl RuleIndex {
+    fn new(rules: &[ResolvedRule]) -> Self {
+        let mut index = RuleIndex {
+            cidrs: HashMap::new(),
+            excepts: HashMap::new(),
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            for net in &rule.cidrs {
+                index.cidrs.entry(*net).or_default().push(i);
+            }
+            for net in &rule.except {
+                index.excepts.entry(*net).or_default().push(i);
+            }
+        }
+        index
+    }
+
+    /// The rules whose destination holds the addresses whose longest match is `prefix`: a
+    /// CIDR of theirs contains it and none of their exceptions does.
+    fn admitting(&self, prefix: &IpNet) -> BTreeSet<usize> {
+        let mut inside = BTreeSet::new();
+        let mut excluded = BTreeSet::new();
+        for len in (0..=prefix.prefix_len()).rev() {
+            let Ok(supernet) = IpNet::new(prefix.addr(), len).map(|n| n.trunc()) else {
+                continue;
+            };
+            inside.extend(self.cidrs.get(&supernet).into_iter().flatten());
+            excluded.extend(self.excepts.get(&supernet).into_iter().flatten());
+        }
+        &inside - &excluded
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //!   hubguard-netprobe serve --netns PATH ENDPOINT...
 //!   hubguard-netprobe probe --netns PATH [--cgroup DIR] PROBE...
+//!   hubguard-netprobe connect-rate --netns PATH [--cgroup DIR] [--count N] tcp:ADDR:PORT
 //!
 //! ENDPOINT is `tcp:ADDR:PORT` or `udp:ADDR:PORT` (IPv6 in brackets). PROBE is the same, or
 //! `udpc:ADDR:PORT` for a connected UDP socket. A probe prints `PROBE ok` when the listener
@@ -38,8 +39,16 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut netns = None;
     let mut cgroup = None;
     let mut specs = Vec::new();
+    let mut count: u32 = 10_000;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--count" => {
+                count = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or("--count needs a number from 1 to 1000000")?
+            }
             "--netns" => netns = Some(args.next().ok_or("--netns needs a path")?),
             "--cgroup" => cgroup = Some(args.next().ok_or("--cgroup needs a directory")?),
             _ => specs.push(parse_spec(&arg)?),
@@ -66,7 +75,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
             }
             Ok(())
         }
-        other => Err(format!("unknown command '{other}': serve or probe")),
+        "connect-rate" => match specs.as_slice() {
+            [(kind, addr)] if kind == "tcp" => connect_rate(*addr, count),
+            _ => Err("connect-rate takes one tcp:ADDR:PORT".into()),
+        },
+        other => Err(format!(
+            "unknown command '{other}': serve, probe or connect-rate"
+        )),
     }
 }
 
@@ -150,11 +165,20 @@ fn serve(specs: &[(String, SocketAddr)]) -> Result<(), String> {
         match kind.as_str() {
             "tcp" => {
                 let listener = TcpListener::bind(addr).map_err(|e| format!("tcp {addr}: {e}"))?;
-                std::thread::spawn(move || {
-                    for mut stream in listener.incoming().flatten() {
-                        let _ = stream.write_all(b"hello\n");
-                    }
-                });
+                // A deep accept queue and two acceptors, so that connect-rate measures the
+                // client's connects and not SYNs dropped by a full queue.
+                // SAFETY: listen(2) on a socket we own; it only resizes the queue.
+                unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+                for _ in 0..2 {
+                    let listener = listener
+                        .try_clone()
+                        .map_err(|e| format!("tcp {addr}: {e}"))?;
+                    std::thread::spawn(move || {
+                        for mut stream in listener.incoming().flatten() {
+                            let _ = stream.write_all(b"hello\n");
+                        }
+                    });
+                }
             }
             "udp" => {
                 let socket = UdpSocket::bind(addr).map_err(|e| format!("udp {addr}: {e}"))?;
@@ -228,4 +252,33 @@ fn probe(kind: &str, addr: SocketAddr) -> String {
         }
         _ => unreachable!("kinds are checked when parsed"),
     }
+}
+
+/// `count` rounds of socket + connect + close, timed: what every pod pays per connection for
+/// whatever filters egress. (An RST close instead would measure the RST path, much slower;
+/// the namespace should let TIME_WAIT ports be reused: net.ipv4.tcp_tw_reuse=1.)
+/// The process's CPU time (user + system) also counts the loopback handshake the kernel does
+/// in its context, and not the time other processes on a noisy machine take.
+fn connect_rate(addr: SocketAddr, count: u32) -> Result<(), String> {
+    let cpu_before = cpu_seconds();
+    let start = std::time::Instant::now();
+    for i in 0..count {
+        TcpStream::connect(addr).map_err(|e| format!("connect {i}: {e}"))?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "connects={count} seconds={seconds:.6} cpu_ns_per_connect={:.0} per_second={:.0}",
+        cpu * 1e9 / f64::from(count),
+        f64::from(count) / seconds
+    );
+    Ok(())
+}
+
+fn cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }

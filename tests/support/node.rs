@@ -214,6 +214,26 @@ pub fn pin_dir(tag: &str) -> PathBuf {
     ))
 }
 
+/// Uninstalls the pins when dropped, so a failing test leaves nothing attached.
+pub struct Pins(pub PathBuf);
+
+impl Pins {
+    pub fn new(tag: &str) -> Pins {
+        let pins = Pins(pin_dir(tag));
+        let _ = uninstall(&pins.0);
+        pins
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+            .args(["node-agent", "--uninstall", "--bpffs"])
+            .arg(&self.0)
+            .output();
+    }
+}
+
 pub fn uninstall(pin_dir: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hubguard"))
         .args(["node-agent", "--uninstall", "--bpffs"])
