@@ -4,10 +4,9 @@
 
 mod support;
 
-use serde::Deserialize;
 use serde_json::Value;
 use support::controlplane::helm_offline;
-use support::{root, TempDir};
+use support::{find_object as find, root, yaml_documents, TempDir};
 
 const CHART: &str = "charts/hubguard";
 
@@ -34,23 +33,7 @@ fn render(dir: &TempDir, sets: &[&str]) -> Vec<Value> {
     }
     let (ok, stdout, stderr) = helm(dir, &args);
     assert!(ok, "helm template {sets:?}: {stderr}");
-    serde_norway::Deserializer::from_str(&stdout)
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name_suffix: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| {
-            o["kind"] == kind
-                && o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .ends_with(name_suffix)
-        })
-        .unwrap_or_else(|| panic!("no {kind} *{name_suffix} rendered"))
+    yaml_documents(&stdout)
 }
 
 #[test]

@@ -69,6 +69,29 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
+/// The documents of a multi-document YAML text (rendered manifests), empty ones left out.
+pub fn yaml_documents(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The object of `kind` whose name ends with `name_suffix`.
+pub fn find_object<'a>(objects: &'a [Value], kind: &str, name_suffix: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with(name_suffix)
+        })
+        .unwrap_or_else(|| panic!("no {kind} *{name_suffix} rendered"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -32,12 +32,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The policy document: inline values, or the preset shipped in files/policies. */}}
 {{- define "hubguard.policy" -}}
+{{- $text := "" -}}
 {{- if .Values.policy.inline -}}
-{{ toYaml .Values.policy.inline }}
+{{- $text = toYaml .Values.policy.inline -}}
 {{- else -}}
 {{- $file := printf "files/policies/%s.yaml" .Values.policy.preset -}}
-{{- $text := .Files.Get $file -}}
+{{- $text = .Files.Get $file -}}
 {{- if not $text -}}{{- fail (printf "policy.preset %q: no such preset (baseline, restricted, tess-public, tess-private)" .Values.policy.preset) -}}{{- end -}}
+{{- end -}}
+{{- $namespaces := .Values.policy.namespaces -}}
+{{- if and (not $namespaces) (eq .Values.scope "releaseNamespace") -}}
+{{- $namespaces = dict "include" (list .Release.Namespace) -}}
+{{- end -}}
+{{- if $namespaces -}}
+{{- $doc := fromYaml $text -}}
+{{- $_ := set $doc.spec "namespaces" $namespaces -}}
+{{ toYaml $doc }}
+{{- else -}}
 {{ $text }}
 {{- end -}}
 {{- end -}}
