@@ -1,0 +1,764 @@
+//! The secured hubs (charts/secured-hub with charts/deployments/*): layered values, sops
+//! secrets with a throwaway age key, hubguard's part linted and rendered by the real Helm,
+//! the deploy command against the local control plane, the pods the values produce passing
+//! their presets unmutated, and the user image definition. The upstream charts (z2jh,
+//! dask-gateway) cannot be downloaded here: the deploy command names them as missing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Map, Value};
+use support::controlplane::{tool, tools_bin, ControlPlane};
+use support::{find_object, root, yaml_documents, TempDir};
+
+const DEPLOYMENTS: [(&str, &str); 2] = [
+    ("tess-public", "tess-public"),
+    ("tess-private", "tess-private"),
+];
+
+/// A throwaway age key and a sops config that encrypts for it.
+struct TestKey {
+    dir: TempDir,
+    recipient: String,
+}
+
+impl TestKey {
+    fn new() -> TestKey {
+        let dir = TempDir::new("age-key");
+        let key = dir.path("key.txt");
+        let out = Command::new(tool("age-keygen"))
+            .arg("-o")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&key).unwrap();
+        let recipient = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# public key: "))
+            .expect("age-keygen writes the public key")
+            .to_string();
+        std::fs::write(
+            dir.path("sops.yaml"),
+            format!("creation_rules:\n  - age: {recipient}\n"),
+        )
+        .unwrap();
+        TestKey { dir, recipient }
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.dir.path("key.txt")
+    }
+
+    fn sops(&self, args: &[&str], input: &Path) -> Output {
+        Command::new(tool("sops"))
+            .arg("--config")
+            .arg(self.dir.path("sops.yaml"))
+            .args(args)
+            .arg(input)
+            .env("SOPS_AGE_KEY_FILE", self.key_file())
+            .output()
+            .unwrap()
+    }
+
+    fn encrypt(&self, plaintext: &str) -> String {
+        let plain = self.dir.path("plain.yaml");
+        std::fs::write(&plain, plaintext).unwrap();
+        let out = self.sops(
+            &["--encrypt", "--input-type", "yaml", "--output-type", "yaml"],
+            &plain,
+        );
+        std::fs::remove_file(&plain).unwrap();
+        assert!(
+            out.status.success(),
+            "sops --encrypt: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn decrypt(&self, file: &Path) -> String {
+        let out = self.sops(&["--decrypt"], file);
+        assert!(
+            out.status.success(),
+            "sops --decrypt: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn yaml(text: &str) -> Value {
+    serde_norway::from_str(text).unwrap()
+}
+
+fn with_tools_path(command: &mut Command) -> &mut Command {
+    let path = format!(
+        "{}:{}",
+        tools_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command.env("PATH", path)
+}
+
+/// `scripts/deploy` (or another script) with the tools on PATH: (exit code, stdout, stderr).
+fn script(name: &str, args: &[&str], envs: &[(&str, &Path)]) -> (i32, String, String) {
+    let mut command = Command::new(root().join("scripts").join(name));
+    with_tools_path(&mut command).args(args);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn secrets_round_trip_with_a_test_key() {
+    let key = TestKey::new();
+    let plaintext = "jupyterhub:\n  proxy:\n    secretToken: do-not-leak-0123456789\n  hub:\n    config:\n      GitHubOAuthenticator:\n        client_secret: oauth-secret-9876543210\n";
+    let encrypted = key.encrypt(plaintext);
+    assert!(
+        !encrypted.contains("do-not-leak") && !encrypted.contains("oauth-secret"),
+        "{encrypted}"
+    );
+    let doc = yaml(&encrypted);
+    assert!(doc["jupyterhub"]["proxy"]["secretToken"]
+        .as_str()
+        .unwrap()
+        .starts_with("ENC["));
+    assert_eq!(doc["sops"]["age"][0]["recipient"], key.recipient.as_str());
+    let file = key.dir.path("enc.yaml");
+    std::fs::write(&file, &encrypted).unwrap();
+    assert_eq!(yaml(&key.decrypt(&file)), yaml(plaintext));
+}
+
+/// Every scalar of a committed secrets file is encrypted, for exactly the recipients that
+/// `.sops.yaml` lists for its path.
+#[test]
+fn committed_secrets_are_encrypted_for_the_listed_recipients() {
+    let sops_config = yaml(&std::fs::read_to_string(root().join(".sops.yaml")).unwrap());
+    let listed: Vec<String> = sops_config["creation_rules"][0]["age"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .collect();
+    let mut files = 0;
+    for (deployment, _) in DEPLOYMENTS {
+        for env in ["staging", "prod"] {
+            let path = root().join(format!(
+                "charts/deployments/{deployment}/enc-{env}.secret.values.yaml"
+            ));
+            let doc = yaml(&std::fs::read_to_string(&path).unwrap());
+            let mut leaves = Vec::new();
+            collect_leaves(&doc, "", &mut leaves);
+            assert!(!leaves.is_empty(), "{}", path.display());
+            for (at, value) in leaves {
+                assert!(
+                    value.starts_with("ENC["),
+                    "{}: {at} is not encrypted",
+                    path.display()
+                );
+            }
+            let mut recipients: Vec<String> = doc["sops"]["age"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["recipient"].as_str().unwrap().to_string())
+                .collect();
+            recipients.sort();
+            let mut want = listed.clone();
+            want.sort();
+            assert_eq!(recipients, want, "{}", path.display());
+            files += 1;
+        }
+    }
+    assert_eq!(files, 4);
+}
+
+fn collect_leaves(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if at.is_empty() && k == "sops" {
+                    continue;
+                }
+                collect_leaves(v, &format!("{at}.{k}"), out);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| collect_leaves(v, &format!("{at}[{i}]"), out)),
+        other => out.push((
+            at.to_string(),
+            other.as_str().unwrap_or(&other.to_string()).to_string(),
+        )),
+    }
+}
+
+/// A deployment directory with the given layers and secrets encrypted for `key`.
+fn deployment_dir(
+    key: &TestKey,
+    name: &str,
+    common: &str,
+    env_values: &str,
+    secrets: &str,
+) -> TempDir {
+    let dir = TempDir::new("deployments");
+    let d = dir.path(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("common.values.yaml"), common).unwrap();
+    std::fs::write(d.join("staging.values.yaml"), env_values).unwrap();
+    std::fs::write(
+        d.join("enc-staging.secret.values.yaml"),
+        key.encrypt(secrets),
+    )
+    .unwrap();
+    dir
+}
+
+fn render(key: &TestKey, deployments: &Path, name: &str, env: &str) -> Vec<Value> {
+    let empty_cache = TempDir::new("chart-cache");
+    let (code, stdout, stderr) = script(
+        "deploy",
+        &[
+            name,
+            env,
+            "--render",
+            "--allow-missing-dependencies",
+            "--deployments-dir",
+            deployments.to_str().unwrap(),
+            "--chart-cache",
+            empty_cache.0.to_str().unwrap(),
+        ],
+        &[("SOPS_AGE_KEY_FILE", &key.key_file())],
+    );
+    assert_eq!(
+        code, 3,
+        "render of {name} {env} (3: without the upstream charts): {stderr}"
+    );
+    yaml_documents(&stdout)
+}
+
+/// One value set at each level; each case removes the later levels: the latest file wins.
+#[test]
+fn later_values_files_win_at_every_level() {
+    let key = TestKey::new();
+    let set = |seconds: u32| format!("hubguard:\n  webhook:\n    timeoutSeconds: {seconds}\n");
+    let cases: &[(&str, String, String, String, u64)] = &[
+        ("4. secrets over the environment", set(4), set(5), set(6), 6),
+        (
+            "3. the environment over the deployment",
+            set(4),
+            set(5),
+            "{}\n".into(),
+            5,
+        ),
+        (
+            "2. the deployment over the chart",
+            set(4),
+            "{}\n".into(),
+            "{}\n".into(),
+            4,
+        ),
+        (
+            "1. the chart's values (charts/secured-hub/values.yaml)",
+            "{}\n".into(),
+            "{}\n".into(),
+            "{}\n".into(),
+            3,
+        ),
+    ];
+    for (level, common, staging, secrets, want) in cases {
+        let dir = deployment_dir(&key, "layers", common, staging, secrets);
+        let objects = render(&key, &dir.0, "layers", "staging");
+        let webhook = find_object(&objects, "ValidatingWebhookConfiguration", "hubguard");
+        assert_eq!(
+            webhook["webhooks"][0]["timeoutSeconds"],
+            json!(want),
+            "level {level}"
+        );
+    }
+}
+
+/// Both hubs, both environments, through scripts/deploy-throwaway (the pull-request path):
+/// hubguard's part lints and renders with the hub's preset, scoped to the hub's namespace.
+#[test]
+fn hubguard_part_lints_and_renders_for_every_hub() {
+    let empty_cache = TempDir::new("chart-cache");
+    let cache = empty_cache.0.to_str().unwrap();
+    for (deployment, preset) in DEPLOYMENTS {
+        for env in ["staging", "prod"] {
+            let (code, stdout, stderr) = script(
+                "deploy-throwaway",
+                &[
+                    deployment,
+                    env,
+                    "--lint",
+                    "--allow-missing-dependencies",
+                    "--chart-cache",
+                    cache,
+                ],
+                &[],
+            );
+            assert_eq!(code, 3, "lint {deployment} {env}: {stderr}");
+            assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
+            assert!(
+                stderr.contains("dependency missing: jupyterhub 4.4.0: not in the chart cache"),
+                "the missing upstream chart is named: {stderr}"
+            );
+            let (code, stdout, stderr) = script(
+                "deploy-throwaway",
+                &[
+                    deployment,
+                    env,
+                    "--render",
+                    "--allow-missing-dependencies",
+                    "--chart-cache",
+                    cache,
+                ],
+                &[],
+            );
+            assert_eq!(code, 3, "render {deployment} {env}: {stderr}");
+            let objects = yaml_documents(&stdout);
+            let policy = find_object(&objects, "ConfigMap", "hubguard-policy");
+            let policy = yaml(policy["data"]["policy.yaml"].as_str().unwrap());
+            assert_eq!(policy["metadata"]["name"], preset);
+            assert_eq!(policy["spec"]["namespaces"]["include"], json!([deployment]));
+            for kind in [
+                "ValidatingWebhookConfiguration",
+                "MutatingWebhookConfiguration",
+            ] {
+                let webhook = find_object(&objects, kind, &format!("{deployment}-hubguard"));
+                assert_eq!(
+                    webhook["webhooks"][0]["namespaceSelector"]["matchExpressions"][0],
+                    json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": [deployment]}),
+                    "{kind} of {deployment} judges only its namespace"
+                );
+            }
+            let agent = find_object(&objects, "DaemonSet", "hubguard-node-agent");
+            let args = agent["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+            assert!(
+                args.contains(&format!("--bpffs=/sys/fs/bpf/{deployment}-hubguard")),
+                "{args}"
+            );
+            if deployment == "tess-public" {
+                assert!(
+                    !objects.iter().any(|o| o["kind"] == "NetworkPolicy"),
+                    "no dask NetworkPolicy without dask"
+                );
+            } else {
+                find_object(&objects, "NetworkPolicy", "-dask");
+            }
+        }
+    }
+}
+
+#[test]
+fn deploy_installs_hubguards_part_into_the_control_plane_and_names_what_is_missing() {
+    let plane = ControlPlane::start();
+    let empty_cache = TempDir::new("chart-cache");
+    let (code, stdout, stderr) = script(
+        "deploy-throwaway",
+        &[
+            "tess-private",
+            "staging",
+            "--allow-missing-dependencies",
+            "--chart-cache",
+            empty_cache.0.to_str().unwrap(),
+            "--health-timeout",
+            "5",
+        ],
+        &[("KUBECONFIG", &plane.kubeconfig)],
+    );
+    // No kubelet here: hubguard's pods never run, so the health check must say so (exit 4).
+    assert_eq!(code, 4, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for line in [
+        "deployment/tess-private-hubguard-webhook NOT READY",
+        "daemonset/tess-private-hubguard-node-agent NOT READY",
+        "hub API NOT DEPLOYED (jupyterhub chart missing)",
+        "NOT DEPLOYED jupyterhub 4.4.0: not in the chart cache",
+        "NOT DEPLOYED dask-gateway 2026.3.0: not in the chart cache",
+    ] {
+        assert!(
+            report.iter().any(|l| l.starts_with(line)),
+            "the report says {line:?}:\n{stdout}"
+        );
+    }
+    let release = plane.helm(&["status", "tess-private", "-n", "tess-private", "-o", "json"]);
+    assert!(
+        release.status.success(),
+        "{}",
+        String::from_utf8_lossy(&release.stderr)
+    );
+    let release: Value = serde_json::from_slice(&release.stdout).unwrap();
+    assert_eq!(release["info"]["status"], "deployed");
+    plane.kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        "tess-private-hubguard",
+    ]);
+    plane.kubectl(&[
+        "get",
+        "daemonset",
+        "-n",
+        "tess-private",
+        "tess-private-hubguard-node-agent",
+    ]);
+    let policy = plane.kubectl(&[
+        "get",
+        "configmap",
+        "-n",
+        "tess-private",
+        "tess-private-hubguard-policy",
+        "-o",
+        "jsonpath={.data.policy\\.yaml}",
+    ]);
+    assert!(policy.contains("name: tess-private"), "{policy}");
+
+    // Without --allow-missing-dependencies nothing is deployed, and the reason is given.
+    let (code, _, stderr) = script(
+        "deploy-throwaway",
+        &[
+            "tess-public",
+            "staging",
+            "--chart-cache",
+            empty_cache.0.to_str().unwrap(),
+        ],
+        &[("KUBECONFIG", &plane.kubeconfig)],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not deploying: 2 chart dependencies missing"),
+        "{stderr}"
+    );
+    let releases = plane.helm(&["list", "-A", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&releases.stdout).trim(),
+        "tess-private"
+    );
+}
+
+/// Helm's coalescing for values files: maps merge, anything else is replaced.
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn layered_values(deployment: &str, env: &str) -> Value {
+    let mut values =
+        yaml(&std::fs::read_to_string(root().join("charts/secured-hub/values.yaml")).unwrap());
+    for file in [
+        "common.values.yaml".to_string(),
+        format!("{env}.values.yaml"),
+    ] {
+        let layer =
+            std::fs::read_to_string(root().join(format!("charts/deployments/{deployment}/{file}")))
+                .unwrap();
+        merge(&mut values, &yaml(&layer));
+    }
+    values
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The user pod KubeSpawner builds from these values: a model of its documented merge of
+/// z2jh's singleuser values and `hub.config.KubeSpawner`, not KubeSpawner itself.
+fn user_pod(values: &Value, namespace: &str) -> Value {
+    let hub = &values["jupyterhub"];
+    let single = &hub["singleuser"];
+    let spawner = &hub["hub"]["config"]["KubeSpawner"];
+    let mut pod_security = json!({"fsGroup": single["fsGid"]});
+    merge(&mut pod_security, &spawner["pod_security_context"]);
+    let mut container_security = json!({
+        "runAsUser": single["uid"],
+        "allowPrivilegeEscalation": single["allowPrivilegeEscalation"],
+    });
+    merge(
+        &mut container_security,
+        &spawner["container_security_context"],
+    );
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if single["storage"]["type"] == "dynamic" {
+        volumes.push(
+            json!({"name": "volume-alice", "persistentVolumeClaim": {"claimName": "claim-alice"}}),
+        );
+        mounts.push(json!({"name": "volume-alice", "mountPath": "/home/jovyan"}));
+        volumes.extend(
+            single["storage"]["extraVolumes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        mounts.extend(
+            single["storage"]["extraVolumeMounts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let image = format!(
+        "{}:{}",
+        text(&single["image"]["name"]),
+        text(&single["image"]["tag"])
+    );
+    let mut spec = json!({
+        "securityContext": pod_security,
+        "containers": [{
+            "name": "notebook",
+            "image": image,
+            "args": ["jupyterhub-singleuser"],
+            "securityContext": container_security,
+            "resources": {
+                "limits": {"cpu": text(&single["cpu"]["limit"]), "memory": text(&single["memory"]["limit"])},
+                "requests": {"cpu": text(&single["cpu"]["guarantee"]), "memory": text(&single["memory"]["guarantee"])},
+            },
+            "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
+    });
+    merge(&mut spec, &single["extraPodConfig"]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "jupyter-alice",
+            "namespace": namespace,
+            "labels": {"app": "jupyterhub", "component": "singleuser-server", "hub.jupyter.org/username": "alice"},
+        },
+        "spec": spec,
+    })
+}
+
+/// The scheduler or worker pod dask-gateway's Kubernetes backend builds from these values (a
+/// model: its base pod with extraPodConfig and extraContainerConfig merged in).
+fn dask_pod(values: &Value, namespace: &str, role: &str) -> Value {
+    let backend = &values["dask-gateway"]["gateway"]["backend"];
+    let part = &backend[role];
+    let image = format!(
+        "{}:{}",
+        text(&backend["image"]["name"]),
+        text(&backend["image"]["tag"])
+    );
+    let mut container = json!({
+        "name": format!("dask-{role}"),
+        "image": image,
+        "args": [format!("dask-{role}")],
+        "resources": {
+            "limits": {"cpu": text(&part["cores"]["limit"]), "memory": text(&part["memory"]["limit"])},
+            "requests": {"cpu": text(&part["cores"]["request"]), "memory": text(&part["memory"]["request"])},
+        },
+        "volumeMounts": [{"name": "dask-credentials", "mountPath": "/etc/dask-credentials/"}],
+    });
+    merge(&mut container, &part["extraContainerConfig"]);
+    let mut spec = json!({
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "dask-credentials", "secret": {"secretName": "dask-credentials-0123"}}],
+    });
+    merge(&mut spec, &part["extraPodConfig"]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("dask-{role}-0123"),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/component": format!("dask-{role}"),
+                "gateway.dask.org/instance": format!("{namespace}-dask-gateway"),
+                "gateway.dask.org/cluster": "0123",
+                "gateway.dask.org/user": "alice",
+            },
+        },
+        "spec": spec,
+    })
+}
+
+/// `hubguard check` as the requester that creates the pod: (allowed, mutations).
+fn check(policy: &str, requester: &str, pod: &Value) -> (bool, Value) {
+    let dir = TempDir::new("hub-pod");
+    let file = dir.path("pod.json");
+    std::fs::write(&file, serde_json::to_string(pod).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+        .args(["check", "-o", "json", "--policy"])
+        .arg(root().join(format!("policies/{policy}.yaml")))
+        .args(["--as", requester])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (
+        report["allowed"] == true,
+        report["objects"][0]["mutations"].clone(),
+    )
+}
+
+#[test]
+fn hub_pods_pass_their_presets_without_mutation() {
+    for (deployment, preset) in DEPLOYMENTS {
+        for env in ["staging", "prod"] {
+            let values = layered_values(deployment, env);
+            assert_eq!(
+                values["jupyterhub"]["singleuser"]["cloudMetadata"]["blockWithIptables"],
+                false
+            );
+            let mut pods = vec![(
+                format!("system:serviceaccount:{deployment}:hub"),
+                user_pod(&values, deployment),
+            )];
+            if values["dask-gateway"]["enabled"] == true {
+                for role in ["scheduler", "worker"] {
+                    pods.push((
+                        format!("system:serviceaccount:{deployment}:controller-{deployment}-dask-gateway"),
+                        dask_pod(&values, deployment, role),
+                    ));
+                }
+            }
+            for (requester, pod) in pods {
+                let (allowed, mutations) = check(preset, &requester, &pod);
+                let name = pod["metadata"]["name"].as_str().unwrap();
+                assert!(
+                    allowed,
+                    "{deployment} {env}: {name} is refused by {preset}: {pod:#}"
+                );
+                assert!(
+                    mutations.as_array().is_none_or(Vec::is_empty),
+                    "{deployment} {env}: {name} would be mutated: {mutations:#}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_user_image_definition_is_pinned_and_valid() {
+    let dir = root().join("images/tess-notebook");
+    let env = yaml(&std::fs::read_to_string(dir.join("environment.yml")).unwrap());
+    let mut names = Vec::new();
+    for dep in env["dependencies"].as_array().unwrap() {
+        match dep {
+            Value::String(spec) => {
+                let (name, version) = spec
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("{spec} is not pinned"));
+                assert!(
+                    !version.is_empty() && !version.contains('*'),
+                    "{spec} is not pinned"
+                );
+                names.push(name.to_string());
+            }
+            Value::Object(map) => {
+                for spec in map["pip"].as_array().unwrap() {
+                    let spec = spec.as_str().unwrap();
+                    let (name, _) = spec
+                        .split_once("==")
+                        .unwrap_or_else(|| panic!("{spec} is not pinned"));
+                    names.push(name.to_string());
+                }
+            }
+            other => panic!("unexpected dependency {other}"),
+        }
+    }
+    for wanted in [
+        "lightkurve",
+        "astropy",
+        "astroquery",
+        "astrocut",
+        "tess-point",
+        "numpy",
+        "matplotlib",
+        "bokeh",
+        "dask",
+        "dask-gateway",
+        "nbgitpuller",
+        "jupyterlab",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} is not in the image"
+        );
+    }
+    let post_build = dir.join("postBuild");
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        std::fs::metadata(&post_build).unwrap().permissions().mode() & 0o111 != 0,
+        "postBuild must be executable"
+    );
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&post_build)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    // The image the values run is the one this directory defines.
+    for (deployment, _) in DEPLOYMENTS {
+        let values = layered_values(deployment, "prod");
+        assert_eq!(
+            values["jupyterhub"]["singleuser"]["image"]["name"],
+            "ghcr.io/tess-platform/tess-notebook"
+        );
+        if values["dask-gateway"]["enabled"] == true {
+            assert_eq!(
+                values["dask-gateway"]["gateway"]["backend"]["image"],
+                values["jupyterhub"]["singleuser"]["image"],
+                "workers run the users' image"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_workflow_lints_pull_requests_and_deploys_by_branch() {
+    let workflow =
+        yaml(&std::fs::read_to_string(root().join(".github/workflows/hubs.yml")).unwrap());
+    assert!(workflow["on"]["pull_request"].is_null() || workflow["on"]["pull_request"].is_object());
+    assert_eq!(
+        workflow["on"]["push"]["branches"],
+        json!(["staging", "prod"])
+    );
+    let lint = workflow["jobs"]["lint"]["steps"].to_string();
+    assert!(
+        lint.contains("deploy-throwaway") && lint.contains("--lint"),
+        "{lint}"
+    );
+    let deploy = &workflow["jobs"]["deploy"];
+    assert!(
+        deploy["steps"].to_string().contains(
+            "./scripts/deploy \\\"${{ matrix.deployment }}\\\" \\\"${{ github.ref_name }}\\\""
+        ),
+        "{deploy}"
+    );
+    let matrix: Map<String, Value> = deploy["strategy"]["matrix"].as_object().unwrap().clone();
+    assert_eq!(matrix["deployment"], json!(["tess-public", "tess-private"]));
+}
