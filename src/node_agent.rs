@@ -11,7 +11,7 @@ use hubguard_node_agent::agent::{self, Source};
 use hubguard_node_agent::classes::ClassId;
 
 use crate::logging::{self, LogFormat};
-use crate::webhook::terminated;
+use crate::webhook::{serve, terminated};
 
 #[derive(Args)]
 pub struct NodeAgentArgs {
@@ -141,23 +141,5 @@ pub fn run(args: NodeAgentArgs) -> ExitCode {
         after_load: Some(return_freed_memory),
     };
     // Two worker threads are plenty: the work is a watch, a ring buffer and a few map writes.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(agent::run(config, terminated())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "the node agent cannot start");
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    serve("the node agent", Some(2), agent::run(config, terminated()))
 }

@@ -131,20 +131,35 @@ pub fn run(args: WebhookArgs) -> ExitCode {
         http2: args.http2,
         managed_tls,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    serve(
+        "the webhook",
+        None,
+        hubguard_webhook::run(config, terminated()),
+    )
+}
+
+/// Runs a server to completion on a multi-threaded runtime (`workers`: the default when
+/// None); a start-up error is logged and printed, and becomes the exit code.
+pub fn serve<E: std::fmt::Display>(
+    what: &str,
+    workers: Option<usize>,
+    server: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(hubguard_webhook::run(config, terminated())) {
+    match runtime.block_on(server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "the webhook cannot start");
+            tracing::error!(%error, "{what} cannot start");
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }

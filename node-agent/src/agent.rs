@@ -175,17 +175,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
 
     let mut state = SyncState::default();
+    let sync_now = |policy: &Policy, cluster: Option<&Cluster>, state: &mut SyncState| {
+        sync(&config, policy, cluster, &kernel, &metrics, &owners, state)
+    };
     // Fill the maps before attaching where the view is already complete (standalone); in a
     // cluster, keep what an earlier agent mapped until this one has listed the node's pods.
-    sync(
-        &config,
-        &policy,
-        cluster.as_ref(),
-        &kernel,
-        &metrics,
-        &owners,
-        &mut state,
-    )?;
+    sync_now(&policy, cluster.as_ref(), &mut state)?;
     let report = kernel.lock().expect("kernel lock").attach(&attach_points)?;
     tracing::info!(
         attached = report.attached,
@@ -231,15 +226,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             },
         }
-        match sync(
-            &config,
-            &policy,
-            cluster.as_ref(),
-            &kernel,
-            &metrics,
-            &owners,
-            &mut state,
-        ) {
+        match sync_now(&policy, cluster.as_ref(), &mut state) {
             Ok(()) => {
                 if state.complete && !readiness.ready() {
                     readiness.set_ready();
