@@ -309,3 +309,53 @@ fn bad_input_is_refused_with_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// Two agents (two hubs' hubguards) attached over the same cgroup, each with its own pins and
+/// policy: a connection must pass both, and removing one leaves the other in force.
+#[test]
+fn two_agents_on_one_cgroup_both_apply() {
+    require_root();
+    let ns = Netns::isolated("two", ADDRESSES);
+    let _servers = Servers::start(&ns, ENDPOINTS);
+    let cgroups = TestCgroup::new("two");
+    let users = cgroups.child("users");
+    let carol = cgroups.child("users/carol");
+    let dir = TempDir::new("node-agent-two");
+    let web = policy_file(&dir);
+    // The second policy opens only HTTPS to the public internet.
+    let https_only = dir.path("https-only.yaml");
+    std::fs::write(
+        &https_only,
+        std::fs::read_to_string(&web)
+            .unwrap()
+            .replace("ports: [{port: 80}, {port: 443}]", "ports: [{port: 443}]"),
+    )
+    .unwrap();
+    let first_pins = Pins::new("two-a");
+    let second_pins = Pins::new("two-b");
+    let users_arg = format!("{}=user", users.display());
+    let first = Agent::start(&standalone_args(&web, &users_arg, &first_pins.0));
+    let second = Agent::start(&standalone_args(&https_only, &users_arg, &second_pins.0));
+    assert_probes(
+        &ns,
+        &carol,
+        &[
+            ("tcp:198.51.100.10:443", "ok"),
+            ("tcp:198.51.100.10:80", "EPERM"),
+            ("tcp:169.254.169.254:80", "EPERM"),
+        ],
+        "both agents",
+    );
+    drop(second);
+    uninstall(&second_pins.0);
+    assert_probes(
+        &ns,
+        &carol,
+        &[
+            ("tcp:198.51.100.10:80", "ok"),
+            ("tcp:169.254.169.254:80", "EPERM"),
+        ],
+        "the first agent alone",
+    );
+    drop(first);
+}
