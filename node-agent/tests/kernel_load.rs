@@ -28,5 +28,4 @@ fn loads_attaches_adopts_and_uninstalls() {
     let removed = kernel::uninstall(&pin_dir).expect("uninstall");
     assert!(removed.iter().any(|p| p.contains("links")), "{removed:?}");
     assert!(!pin_dir.exists());
-    std::fs::remove_dir(&cgroup).expect("remove cgroup");
 }
