@@ -115,7 +115,13 @@ fn container_cgroup(tree: &TestCgroup, driver: Driver, qos: Qos, uid: &str) -> P
                     format!("kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice")
                 }
             };
-            format!("kubepods.slice/{pod}/cri-containerd-0123456789abcdef.scope")
+            // containerd names its scopes cri-containerd-<id>, CRI-O crio-<id>: both sit
+            // under the pod's slice, which is what the agent maps.
+            let runtime = match qos {
+                Qos::BestEffort => "crio",
+                _ => "cri-containerd",
+            };
+            format!("kubepods.slice/{pod}/{runtime}-0123456789abcdef.scope")
         }
     };
     tree.child(&relative)
