@@ -212,11 +212,14 @@ fn node_agent_gets_only_the_capabilities_it_needs() {
         .collect();
     assert_eq!(mounts, ["/sys/fs/bpf", "/sys/fs/cgroup"]);
 
-    // RBAC: the agent reads pods and services, nothing else.
+    // RBAC: the agent reads pods and services, and takes its not-ready taint off its node.
     let agent_role = find(&objects, "ClusterRole", "hubguard-node-agent");
     assert_eq!(
         agent_role["rules"],
-        serde_json::json!([{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]}])
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}
+        ])
     );
     // The webhook: get pods, and its own webhook configurations and Secret by name.
     let webhook_role = find(&objects, "ClusterRole", "hubguard-webhook");

@@ -147,6 +147,13 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
     require_root();
     let plane = ControlPlane::start();
     plane.kubectl_stdin(&["apply", "-f", "-"], Some(OBJECTS));
+    // The node registered with the not-ready taint (and another taint that must stay).
+    plane.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\nspec:\n  taints:\n    - {{key: hubguard.dev/agent-not-ready, value: 'true', effect: NoSchedule}}\n    - {{key: hub.jupyter.org/dedicated, value: user, effect: NoSchedule}}\n"
+        )),
+    );
     let pods = [
         pod(
             "tess-public",
@@ -235,6 +242,26 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             "--bpffs",
             pins.to_str().unwrap(),
         ]);
+        // Enforcing: the agent takes its not-ready taint off the node, and only that one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let taints =
+                plane.kubectl(&["get", "node", NODE, "-o", "jsonpath={.spec.taints[*].key}"]);
+            let keys: Vec<&str> = taints.split_whitespace().collect();
+            if !keys.contains(&"hubguard.dev/agent-not-ready") {
+                assert!(
+                    keys.contains(&"hub.jupyter.org/dedicated"),
+                    "other taints stay: {taints}"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the not-ready taint stayed: {taints}\n{}",
+                agent.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let samples = agent.metrics();
         let pods_of =
             |class: &str| samples.sum("hubguard_egress_policy_pods", &[("pod_class", class)]);

@@ -22,6 +22,7 @@ use crate::kernel::{
     Desired, Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_METADATA,
 };
 use crate::metrics::{self, AgentMetrics, Readiness};
+use crate::node_taint;
 use crate::rules::{self, CompileError, Compiled, Resolved};
 
 pub enum Source {
@@ -85,6 +86,10 @@ struct Cluster {
     watches: Watches,
     pods_tree: PathBuf,
     own_cgroup: Option<PathBuf>,
+    client: kube::Client,
+    node_name: String,
+    /// Whether the not-ready taint is known to be off this node.
+    untainted: bool,
 }
 
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
@@ -158,7 +163,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 .await
                 .map_err(AgentError::Cluster)?;
             let inventory = SharedInventory::default();
-            let mut watches = Watches::start(client, node_name, inventory.clone(), notify.clone());
+            let mut watches =
+                Watches::start(client.clone(), node_name, inventory.clone(), notify.clone());
             watches.watch_namespaces(&desired::referenced_namespaces(&policy));
             let own_cgroup = desired::own_cgroup(&cgroup_root);
             tracing::info!(node = %node_name, pods_cgroup = %pods_tree.display(), "watching this node's pods");
@@ -169,6 +175,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     watches,
                     pods_tree,
                     own_cgroup,
+                    client,
+                    node_name: node_name.clone(),
+                    untainted: false,
                 }),
             )
         }
@@ -231,6 +240,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 if state.complete && !readiness.ready() {
                     readiness.set_ready();
                     tracing::info!("maps filled from a complete view: ready");
+                }
+                if let Some(c) = cluster
+                    .as_mut()
+                    .filter(|c| readiness.ready() && !c.untainted)
+                {
+                    match node_taint::remove_not_ready_taint(&c.client, &c.node_name).await {
+                        Ok(removed) => {
+                            c.untainted = true;
+                            if removed {
+                                tracing::info!(node = %c.node_name, taint = node_taint::NOT_READY_TAINT, "enforcing: taint removed, pods may be scheduled here");
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot remove the not-ready taint yet; retrying")
+                        }
+                    }
                 }
             }
             Err(error) => {

@@ -10,4 +10,5 @@ pub mod desired;
 pub mod events;
 pub mod kernel;
 pub mod metrics;
+pub mod node_taint;
 pub mod rules;
