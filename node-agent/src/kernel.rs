@@ -141,7 +141,8 @@ fn trie_data<const N: usize>(class: ClassId, addr: &[u8]) -> [u8; N] {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub cgroups: HashMap<u64, ClassId>,
-    pub rules: RuleTable,
+    /// Shared with the compiled policy it came from: 10,000 rules are held once.
+    pub rules: std::sync::Arc<RuleTable>,
     pub dry_run: bool,
 }
 
@@ -331,7 +332,7 @@ impl Kernel {
 
         let mut v4 = HashMap::new();
         let mut v6 = HashMap::new();
-        for ((class, net), entry) in &desired.rules {
+        for ((class, net), entry) in desired.rules.iter() {
             let raw = RawRule::from(entry);
             match net {
                 IpNet::V4(n) => {

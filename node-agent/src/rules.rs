@@ -65,12 +65,13 @@ pub enum CompileError {
 /// The result, plus the names that resolved to nothing (their rules open nothing yet).
 #[derive(Debug, Default)]
 pub struct Compiled {
-    pub table: RuleTable,
+    pub table: std::sync::Arc<RuleTable>,
     pub unresolved: BTreeSet<String>,
 }
 
 pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, CompileError> {
     let mut out = Compiled::default();
+    let mut table = RuleTable::new();
     let metadata = metadata_entry(policy.network.metadata_server_dns);
     let metadata_nets: Vec<IpNet> = METADATA_ADDRESSES
         .iter()
@@ -83,15 +84,13 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
         .collect();
 
     for net in ["0.0.0.0/0", "::/0"] {
-        out.table
-            .insert((ClassId::Exempt, net.parse().expect("literal")), any_port());
+        table.insert((ClassId::Exempt, net.parse().expect("literal")), any_port());
     }
     for net in &metadata_nets {
-        out.table
-            .insert((ClassId::Unmapped, *net), metadata.clone());
+        table.insert((ClassId::Unmapped, *net), metadata.clone());
     }
     for net in &dns_nets {
-        out.table.insert((ClassId::Unmapped, *net), dns_entry());
+        table.insert((ClassId::Unmapped, *net), dns_entry());
     }
 
     for class in [
@@ -108,11 +107,10 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
         if rules.is_empty() {
             // Not egress-filtered: only the metadata block applies.
             for net in ["0.0.0.0/0", "::/0"] {
-                out.table
-                    .insert((class, net.parse().expect("literal")), any_port());
+                table.insert((class, net.parse().expect("literal")), any_port());
             }
             for net in &metadata_nets {
-                out.table.insert((class, *net), metadata.clone());
+                table.insert((class, *net), metadata.clone());
             }
             continue;
         }
@@ -152,9 +150,10 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
                     count: entry.ranges.len(),
                 });
             }
-            out.table.insert((class, prefix), entry);
+            table.insert((class, prefix), entry);
         }
     }
+    out.table = std::sync::Arc::new(table);
     Ok(out)
 }
 
