@@ -16,7 +16,7 @@
 #include <bpf/bpf_endian.h>
 
 #define MAX_PORT_RANGES 16
-#define MAX_CGROUP_DEPTH 16
+#define MAX_CGROUP_DEPTH 32 // a power of two: the depth is found by bisection
 #define MAX_CLASSES 8
 #define CLASS_UNMAPPED 0
 
@@ -63,6 +63,13 @@ struct v6_key {
 
 struct settings {
 	__u32 flags;
+	__u32 generation; // bumped by the agent after every change to cgroup_classes
+};
+
+struct cached_class {
+	__u64 mapped_id; // the mapped ancestor, or the caller's own id when none is mapped
+	__u32 class_id;
+	__u32 generation; // settings.generation when the walk found it
 };
 
 struct denial {
@@ -127,6 +134,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } denials SEC(".maps");
 
+// Key: the caller's own cgroup id (a container's). Value: the class the ancestor walk found
+// for it, valid while settings.generation is unchanged: later connects skip the walk.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct cached_class);
+} class_cache SEC(".maps");
+
 // One struct denial per denied (or, in dry run, would-be denied) connect or send.
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -134,22 +150,55 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
-// The nearest ancestor (or self) the agent mapped decides the class; walking from the
-// deepest level down stops at the pod's cgroup, one or two levels above a container's.
-static __always_inline __u32 class_of_caller(__u64 *cgroup_id)
+// The caller's depth in the cgroup tree: the deepest level with an ancestor. Found by
+// bisection (5 helper calls) rather than by asking every level, which cost ~350 ns a call.
+static __always_inline int caller_depth(void)
 {
-	*cgroup_id = bpf_get_current_cgroup_id();
-	for (int level = MAX_CGROUP_DEPTH - 1; level >= 0; level--) {
+	int low = 0, high = MAX_CGROUP_DEPTH - 1;
+	for (int step = 0; step < 5; step++) {
+		int middle = (low + high + 1) / 2;
+		if (bpf_get_current_ancestor_cgroup_id(middle) != 0)
+			low = middle;
+		else
+			high = middle - 1;
+	}
+	return low;
+}
+
+// The nearest ancestor (or self) the agent mapped decides the class: walking up from the
+// caller stops at the pod's cgroup, one or two levels above a container's.
+static __always_inline __u32 walk_to_mapped(int depth, __u64 *mapped_id)
+{
+	for (int up = 0; up < MAX_CGROUP_DEPTH; up++) {
+		int level = depth - up;
+		if (level < 0)
+			break;
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
-		if (id == 0)
-			continue;
 		__u32 *class_id = bpf_map_lookup_elem(&cgroup_classes, &id);
 		if (class_id) {
-			*cgroup_id = id;
+			*mapped_id = id;
 			return *class_id < MAX_CLASSES ? *class_id : CLASS_UNMAPPED;
 		}
 	}
 	return CLASS_UNMAPPED;
+}
+
+static __always_inline __u32 class_of_caller(__u64 *cgroup_id)
+{
+	__u64 self = bpf_get_current_cgroup_id();
+	__u32 zero = 0;
+	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+	__u32 generation = s ? s->generation : 0;
+	struct cached_class *cached = bpf_map_lookup_elem(&class_cache, &self);
+	if (cached && cached->generation == generation) {
+		*cgroup_id = cached->mapped_id;
+		return cached->class_id;
+	}
+	struct cached_class found = { .mapped_id = self, .generation = generation };
+	found.class_id = walk_to_mapped(caller_depth(), &found.mapped_id);
+	bpf_map_update_elem(&class_cache, &self, &found, BPF_ANY);
+	*cgroup_id = found.mapped_id;
+	return found.class_id;
 }
 
 static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u8 protocol)

@@ -344,6 +344,44 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             ),
             1.0
         );
+        // A pod whose class changes (its labels, here) gets the new class at once: the
+        // programs' per-cgroup class cache is invalidated when the agent changes the map.
+        plane.kubectl(&[
+            "label",
+            "pod",
+            "-n",
+            "tess-public",
+            "hub",
+            "component=singleuser-server",
+            "--overwrite",
+        ]);
+        agent.wait_metrics("the hub relabelled as a user pod", |m| {
+            m.sum("hubguard_egress_policy_pods", &[("pod_class", "platform")]) == 0.0
+        });
+        assert_probes(
+            &ns,
+            &hub,
+            &expect(USER),
+            &context("the hub pod, relabelled"),
+        );
+        plane.kubectl(&[
+            "label",
+            "pod",
+            "-n",
+            "tess-public",
+            "hub",
+            "component=hub",
+            "--overwrite",
+        ]);
+        agent.wait_metrics("the hub a platform pod again", |m| {
+            m.sum("hubguard_egress_policy_pods", &[("pod_class", "platform")]) == 1.0
+        });
+        assert_probes(
+            &ns,
+            &hub,
+            &expect(PLATFORM),
+            &context("the hub pod, labelled back"),
+        );
         // No kubelet here to confirm the deletion: force it.
         plane.kubectl(&[
             "delete",

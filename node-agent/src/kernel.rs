@@ -126,6 +126,18 @@ impl From<&Entry> for RawRule {
     }
 }
 
+/// `struct settings` in the C program.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RawSettings {
+    flags: u32,
+    /// Bumped after every change to cgroup_classes: the programs' class cache is then stale.
+    generation: u32,
+}
+
+// SAFETY: plain old data, repr(C), two u32s.
+unsafe impl aya::Pod for RawSettings {}
+
 /// Trie keys: class id (native order, as the C struct has it) then the address bytes.
 type V4Data = [u8; 8];
 type V6Data = [u8; 20];
@@ -166,7 +178,7 @@ pub struct Kernel {
     cgroup_classes: BpfHashMap<MapData, u64, u32>,
     v4_rules: LpmTrie<MapData, V4Data, RawRule>,
     v6_rules: LpmTrie<MapData, V6Data, RawRule>,
-    settings: Array<MapData, u32>,
+    settings: Array<MapData, RawSettings>,
     denials: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -299,25 +311,19 @@ impl Kernel {
     /// has not listed the node's pods yet must not forget the pods its predecessor mapped).
     pub fn sync(&mut self, desired: &Desired, prune: bool) -> Result<SyncReport, KernelError> {
         let mut report = SyncReport::default();
-        let dry_run = if desired.dry_run { SETTING_DRY_RUN } else { 0 };
-        if self.settings.get(&0, 0).map_err(map_error("settings"))? != dry_run {
-            self.settings
-                .set(0, dry_run, 0)
-                .map_err(map_error("settings"))?;
-            report.written += 1;
-        }
-
         let current: HashMap<u64, u32> = self
             .cgroup_classes
             .iter()
             .collect::<Result<_, _>>()
             .map_err(map_error("cgroup_classes"))?;
+        let mut cgroups_changed = false;
         for (id, class) in &desired.cgroups {
             if current.get(id) != Some(&(*class as u32)) {
                 self.cgroup_classes
                     .insert(id, *class as u32, 0)
                     .map_err(map_error("cgroup_classes"))?;
                 report.written += 1;
+                cgroups_changed = true;
             }
         }
         for id in current
@@ -328,6 +334,21 @@ impl Kernel {
                 .remove(id)
                 .map_err(map_error("cgroup_classes"))?;
             report.removed += 1;
+            cgroups_changed = true;
+        }
+
+        // After the cgroup map changed, never before: a program that reads the new generation
+        // then walks the new map.
+        let old = self.settings.get(&0, 0).map_err(map_error("settings"))?;
+        let new = RawSettings {
+            flags: if desired.dry_run { SETTING_DRY_RUN } else { 0 },
+            generation: old.generation.wrapping_add(u32::from(cgroups_changed)),
+        };
+        if new != old {
+            self.settings
+                .set(0, new, 0)
+                .map_err(map_error("settings"))?;
+            report.written += 1;
         }
 
         let mut v4 = HashMap::new();
