@@ -183,12 +183,14 @@ static __always_inline __u32 walk_to_mapped(int depth, __u64 *mapped_id)
 	return CLASS_UNMAPPED;
 }
 
-static __always_inline __u32 class_of_caller(__u64 *cgroup_id)
+// Also says whether the agent runs in dry run, from the same settings lookup.
+static __always_inline __u32 class_of_caller(__u64 *cgroup_id, __u8 *dry_run)
 {
 	__u64 self = bpf_get_current_cgroup_id();
 	__u32 zero = 0;
 	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
 	__u32 generation = s ? s->generation : 0;
+	*dry_run = s && (s->flags & SETTING_DRY_RUN);
 	struct cached_class *cached = bpf_map_lookup_elem(&class_cache, &self);
 	if (cached && cached->generation == generation) {
 		*cgroup_id = cached->mapped_id;
@@ -235,14 +237,11 @@ static __always_inline void count(__u32 class_id, __u32 reason)
 		*counter += 1;
 }
 
-static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, __u8 family,
-				   const __u32 *addr, __u16 port, __u8 protocol)
+static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, __u8 dry_run,
+				   __u8 family, const __u32 *addr, __u16 port, __u8 protocol)
 {
 	if (reason == 0)
 		return 1;
-	__u32 zero = 0;
-	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
-	__u8 dry_run = s && (s->flags & SETTING_DRY_RUN);
 	count(class_id, reason);
 	struct denial *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (event) {
@@ -272,11 +271,12 @@ static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
 	if ((bpf_ntohl(addr) >> 24) == 127)
 		return 1;
 	__u64 cgroup_id;
-	__u32 class_id = class_of_caller(&cgroup_id);
+	__u8 dry_run;
+	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
 	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
 	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), port, protocol);
 	__u32 addrs[4] = { addr, 0, 0, 0 };
-	return verdict(reason, cgroup_id, class_id, 4, addrs, port, protocol);
+	return verdict(reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
 }
 
 static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protocol)
@@ -287,14 +287,15 @@ static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protoco
 	if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1))
 		return 1;
 	__u64 cgroup_id;
-	__u32 class_id = class_of_caller(&cgroup_id);
+	__u8 dry_run;
+	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
 	struct v6_key key = { .prefixlen = 160, .class_id = class_id };
 	key.addr[0] = addr[0];
 	key.addr[1] = addr[1];
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
 	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), port, protocol);
-	return verdict(reason, cgroup_id, class_id, 6, addr, port, protocol);
+	return verdict(reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
 }
 
 static __always_inline int from_ctx_v6(struct bpf_sock_addr *ctx)

@@ -76,6 +76,13 @@ ensure_package_file() {
 HUBGUARD_CACHE="${HUBGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubguard}"
 export HUBGUARD_CACHE
 
+# cached_tool NAME: NAME from PATH, else the one scripts/tools built into the cache.
+cached_tool() {
+    if command -v "$1" >/dev/null 2>&1; then command -v "$1"
+    elif [ -x "$HUBGUARD_CACHE/bin/$1" ]; then echo "$HUBGUARD_CACHE/bin/$1"
+    else die "$1 is missing: install it, or run scripts/tools to build it into $HUBGUARD_CACHE/bin"; fi
+}
+
 GO_TOOLCHAIN="go1.26.8"
 
 # Go for building the control plane and Helm. A machine without Go, or with one too old to

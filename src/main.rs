@@ -9,6 +9,7 @@ mod check;
 mod logging;
 mod node_agent;
 mod report;
+mod runtime;
 mod webhook;
 
 // The admission path is serde work: many small allocations. mimalloc keeps them cheap

@@ -11,7 +11,7 @@ use hubguard_node_agent::agent::{self, Source};
 use hubguard_node_agent::classes::ClassId;
 
 use crate::logging::{self, LogFormat};
-use crate::webhook::{serve, terminated};
+use crate::runtime::{serve, terminated};
 
 #[derive(Args)]
 pub struct NodeAgentArgs {
@@ -138,7 +138,7 @@ pub fn run(args: NodeAgentArgs) -> ExitCode {
         dry_run: args.dry_run,
         reload_interval,
         resync_interval: Duration::from_secs(2),
-        after_load: Some(return_freed_memory),
+        release_memory: Some(return_freed_memory),
     };
     // Two worker threads are plenty: the work is a watch, a ring buffer and a few map writes.
     serve("the node agent", Some(2), agent::run(config, terminated()))

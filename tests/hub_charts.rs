@@ -742,7 +742,13 @@ fn the_user_image_definition_is_pinned_and_valid() {
 fn the_workflow_lints_pull_requests_and_deploys_by_branch() {
     let workflow =
         yaml(&std::fs::read_to_string(root().join(".github/workflows/hubs.yml")).unwrap());
-    assert!(workflow["on"]["pull_request"].is_null() || workflow["on"]["pull_request"].is_object());
+    assert!(
+        workflow["on"]
+            .as_object()
+            .unwrap()
+            .contains_key("pull_request"),
+        "every pull request runs the workflow"
+    );
     assert_eq!(
         workflow["on"]["push"]["branches"],
         json!(["staging", "prod"])

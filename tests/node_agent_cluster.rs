@@ -346,42 +346,28 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         );
         // A pod whose class changes (its labels, here) gets the new class at once: the
         // programs' per-cgroup class cache is invalidated when the agent changes the map.
-        plane.kubectl(&[
-            "label",
-            "pod",
-            "-n",
-            "tess-public",
-            "hub",
-            "component=singleuser-server",
-            "--overwrite",
-        ]);
-        agent.wait_metrics("the hub relabelled as a user pod", |m| {
-            m.sum("hubguard_egress_policy_pods", &[("pod_class", "platform")]) == 0.0
-        });
-        assert_probes(
-            &ns,
-            &hub,
-            &expect(USER),
-            &context("the hub pod, relabelled"),
+        let relabel = |component: &str, platform_pods: f64, outcomes, what: &str| {
+            plane.kubectl(&[
+                "label",
+                "pod",
+                "-n",
+                "tess-public",
+                "hub",
+                &format!("component={component}"),
+                "--overwrite",
+            ]);
+            agent.wait_metrics(what, |m| {
+                m.sum("hubguard_egress_policy_pods", &[("pod_class", "platform")]) == platform_pods
+            });
+            assert_probes(&ns, &hub, &expect(outcomes), &context(what));
+        };
+        relabel(
+            "singleuser-server",
+            0.0,
+            USER,
+            "the hub pod, relabelled as a user pod",
         );
-        plane.kubectl(&[
-            "label",
-            "pod",
-            "-n",
-            "tess-public",
-            "hub",
-            "component=hub",
-            "--overwrite",
-        ]);
-        agent.wait_metrics("the hub a platform pod again", |m| {
-            m.sum("hubguard_egress_policy_pods", &[("pod_class", "platform")]) == 1.0
-        });
-        assert_probes(
-            &ns,
-            &hub,
-            &expect(PLATFORM),
-            &context("the hub pod, labelled back"),
-        );
+        relabel("hub", 1.0, PLATFORM, "the hub pod, labelled back");
         // No kubelet here to confirm the deletion: force it.
         plane.kubectl(&[
             "delete",

@@ -47,9 +47,9 @@ pub struct Config {
     pub reload_interval: Duration,
     /// How often pods whose cgroup is missing are looked for again.
     pub resync_interval: Duration,
-    /// Called once the programs are loaded: loading parses the kernel's BTF (about 20 MiB,
-    /// freed at once), and the binary's allocator may hand that memory back here.
-    pub after_load: Option<fn()>,
+    /// Called after loading the programs (which parses the kernel's BTF: about 20 MiB, freed
+    /// at once) and after map writes: the binary's allocator may hand freed memory back here.
+    pub release_memory: Option<fn()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => cgroups::find_cgroup2_mount()?,
     };
     let kernel = Arc::new(Mutex::new(Kernel::load(&config.pin_dir)?));
-    if let Some(release) = config.after_load {
+    if let Some(release) = config.release_memory {
         release();
     }
     let metrics = Arc::new(AgentMetrics::new());
@@ -336,7 +336,7 @@ fn sync(
                 complete,
                 "maps updated"
             );
-            if let Some(release) = config.after_load {
+            if let Some(release) = config.release_memory {
                 release();
             }
         }

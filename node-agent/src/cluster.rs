@@ -141,7 +141,8 @@ impl Watches {
     ) -> Watches {
         let pods: Api<Pod> = Api::all(client.clone());
         let node_selector = format!("spec.nodeName={node_name}");
-        let node_stream = watcher(pods, watcher::Config::default().fields(&node_selector));
+        let node_stream =
+            watch_with_backoff(pods, watcher::Config::default().fields(&node_selector));
         let node_task = tokio::spawn(follow(
             "node pods",
             node_stream,
@@ -170,7 +171,7 @@ impl Watches {
         let services: Api<Service> = Api::all(client.clone());
         let service_task = tokio::spawn(follow(
             "services",
-            watcher(services, watcher::Config::default()),
+            watch_with_backoff(services, watcher::Config::default()),
             inventory.clone(),
             notify.clone(),
             |inv: &mut Inventory, change| {
@@ -221,7 +222,7 @@ impl Watches {
             let namespace = ns.clone();
             let task = tokio::spawn(follow(
                 "namespace pods",
-                watcher(api, watcher::Config::default()),
+                watch_with_backoff(api, watcher::Config::default()),
                 self.inventory.clone(),
                 self.notify.clone(),
                 move |inv: &mut Inventory, change| {
@@ -251,7 +252,8 @@ impl Watches {
     }
 }
 
-fn watcher<K>(
+/// A watch that retries with backoff after errors.
+fn watch_with_backoff<K>(
     api: Api<K>,
     config: watcher::Config,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send

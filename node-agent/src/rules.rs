@@ -314,9 +314,10 @@ fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
     merged
 }
 
-/// Whether the table lets `class` reach `addr:port` over `protocol`, as the kernel decides.
-/// For tests and `node-agent explain`; the kernel is the authority.
-pub fn allows(table: &RuleTable, class: ClassId, addr: IpAddr, port: u16, protocol: u8) -> bool {
+/// Whether the table lets `class` reach `addr:port` over `protocol`, as the kernel decides:
+/// the case tables' model of the kernel program (which the privileged tests check for real).
+#[cfg(test)]
+fn allows(table: &RuleTable, class: ClassId, addr: IpAddr, port: u16, protocol: u8) -> bool {
     let addr = match addr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         v4 => v4,

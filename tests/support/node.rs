@@ -227,19 +227,19 @@ impl Pins {
 
 impl Drop for Pins {
     fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_hubguard"))
-            .args(["node-agent", "--uninstall", "--bpffs"])
-            .arg(&self.0)
-            .output();
+        let _ = run_uninstall(&self.0);
     }
 }
 
-pub fn uninstall(pin_dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+fn run_uninstall(pin_dir: &Path) -> std::io::Result<std::process::Output> {
+    Command::new(env!("CARGO_BIN_EXE_hubguard"))
         .args(["node-agent", "--uninstall", "--bpffs"])
         .arg(pin_dir)
         .output()
-        .unwrap();
+}
+
+pub fn uninstall(pin_dir: &Path) -> String {
+    let out = run_uninstall(pin_dir).unwrap();
     assert!(
         out.status.success(),
         "uninstall failed: {}",
@@ -323,10 +323,6 @@ impl Agent {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// SIGKILL: no chance to clean up, as in a crash or an OOM kill.
