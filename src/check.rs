@@ -50,33 +50,56 @@ fn read_manifests(files: &[String]) -> Result<Vec<Manifest>, Vec<String>> {
     }
 }
 
-/// Runs the admission chain on one object: /mutate's defaults, then /validate on the result.
-fn judge(policy: &Policy, manifest: Manifest, request: &Request<'_>) -> Result<Judged, String> {
-    let place = |e: &dyn std::fmt::Display| {
-        format!(
-            "{}: document {}{} ({}): {e}",
-            manifest.file,
-            manifest.document,
-            manifest
-                .item
-                .map(|i| format!(", items[{i}]"))
-                .unwrap_or_default(),
-            manifest.describe()
-        )
-    };
+fn place(manifest: &Manifest, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "{}: document {}{} ({}): {e}",
+        manifest.file,
+        manifest.document,
+        manifest
+            .item
+            .map(|i| format!(", items[{i}]"))
+            .unwrap_or_default(),
+        manifest.describe()
+    )
+}
+
+/// /mutate's half of the admission chain: the object as the API server would store it.
+fn mutated(
+    policy: &Policy,
+    manifest: &Manifest,
+    request: &Request<'_>,
+) -> Result<(Option<json_patch::Patch>, serde_json::Value), String> {
     let patch = policy
         .defaults_patch(&manifest.object, request)
-        .map_err(|e| place(&e))?;
+        .map_err(|e| place(manifest, &e))?;
     let mut object = manifest.object.clone();
     if let Some(patch) = &patch {
-        json_patch::patch(&mut object, patch).map_err(|e| place(&e))?;
+        json_patch::patch(&mut object, patch).map_err(|e| place(manifest, &e))?;
     }
-    let review = policy.review(&object, request).map_err(|e| place(&e))?;
-    Ok(Judged {
-        manifest,
-        patch,
-        review,
-    })
+    Ok((patch, object))
+}
+
+/// What the webhook's look-up would find of a DaskCluster, here among the inputs (as admitted):
+/// offline there is no cluster to ask.
+fn cluster_among(
+    policy: &Policy,
+    admitted: &[(String, serde_json::Value)],
+    namespace: &str,
+    name: &str,
+) -> hubguard_policy::pod::ClusterLookup {
+    admitted
+        .iter()
+        .find(|(ns, o)| {
+            ns == namespace
+                && o.get("kind").and_then(|k| k.as_str()) == Some("DaskCluster")
+                && o.pointer("/metadata/name").and_then(|n| n.as_str()) == Some(name)
+        })
+        .map(|(_, o)| policy.cluster_tenant(o))
+        .ok_or_else(|| {
+            format!(
+                "DaskCluster {name} is not among the inputs, and hubguard check cannot look it up"
+            )
+        })
 }
 
 pub fn run(
@@ -101,17 +124,46 @@ pub fn run(
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut judged = Vec::with_capacity(manifests.len());
     let mut errors = Vec::new();
-    for manifest in manifests {
+    let mut admitted = Vec::with_capacity(manifests.len());
+    for manifest in &manifests {
         let ns = manifest.namespace(namespace).to_string();
         let request = Request {
             namespace: &ns,
             requester,
+            cluster: None,
         };
-        match judge(&policy, manifest, &request) {
-            Ok(j) => judged.push(j),
+        match mutated(&policy, manifest, &request) {
+            Ok((patch, object)) => admitted.push((ns, patch, object)),
             Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        errors.iter().for_each(|e| eprintln!("error: {e}"));
+        eprintln!("nothing was judged");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let objects: Vec<(String, serde_json::Value)> = admitted
+        .iter()
+        .map(|(ns, _, o)| (ns.clone(), o.clone()))
+        .collect();
+    let mut judged = Vec::with_capacity(manifests.len());
+    for (manifest, (ns, patch, object)) in manifests.into_iter().zip(admitted) {
+        let cluster = policy
+            .cluster_reference(&object)
+            .map(|name| cluster_among(&policy, &objects, &ns, name));
+        let request = Request {
+            namespace: &ns,
+            requester,
+            cluster: cluster.as_ref(),
+        };
+        match policy.review(&object, &request) {
+            Ok(review) => judged.push(Judged {
+                manifest,
+                patch,
+                review,
+            }),
+            Err(e) => errors.push(place(&manifest, &e)),
         }
     }
     if !errors.is_empty() {

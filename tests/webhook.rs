@@ -194,10 +194,23 @@ async fn mutate_returns_the_defaults_that_make_a_z2jh_default_pod_pass() {
     let after = webhook.review("/validate", &create(&pod, HUB)).await;
     assert_eq!(after["allowed"], true, "{after}");
 
-    // Nothing to default on a pod that already complies; and UPDATE is never mutated.
+    // Nothing to default on a pod that already complies, only its identity to record; and
+    // UPDATE is never mutated.
     let good = manifest(GOOD_POD);
-    let none = webhook.review("/mutate", &create(&good, HUB)).await;
-    assert!(none.get("patch").is_none(), "{none}");
+    let recorded = webhook.review("/mutate", &create(&good, HUB)).await;
+    let paths: Vec<String> = patch_of(&recorded)
+        .0
+        .iter()
+        .map(|op| op.path().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/metadata/labels/hubguard.dev~1class",
+            "/metadata/labels/hubguard.dev~1tenant"
+        ],
+        "{recorded}"
+    );
     let update = ReviewRequest {
         operation: "UPDATE",
         old_object: Some(&good),
@@ -245,6 +258,22 @@ async fn update_judges_the_new_object_but_not_metadata_only_changes() {
     };
     assert_eq!(webhook.review("/validate", &cleanup).await["allowed"], true);
 
+    // A spec or label change is judged even while the object is being deleted: a pod in its
+    // grace period still runs what it says.
+    let mut deleting_safe = safe_deployment.clone();
+    deleting_safe["metadata"]["deletionTimestamp"] = json!("2026-12-02T00:00:00Z");
+    let mut deleting_bad = bad.clone();
+    deleting_bad["metadata"]["deletionTimestamp"] = json!("2026-12-02T00:00:00Z");
+    let while_deleting = ReviewRequest {
+        operation: "UPDATE",
+        old_object: Some(&deleting_safe),
+        ..create(&deleting_bad, ALICE)
+    };
+    assert_eq!(
+        webhook.review("/validate", &while_deleting).await["allowed"],
+        false
+    );
+
     let metrics = webhook.metrics();
     assert_eq!(
         metrics.sum(
@@ -255,8 +284,47 @@ async fn update_judges_the_new_object_but_not_metadata_only_changes() {
                 ("decision", "denied")
             ]
         ),
-        1.0
+        2.0
     );
+}
+
+#[tokio::test]
+async fn resize_is_judged_and_mutate_records_the_identity() {
+    let webhook = Webhook::start(PRIVATE, &[]);
+    let pod = manifest(GOOD_POD);
+    let mut resized = pod.clone();
+    resized["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "64", "memory": "1Gi"}, "requests": {"cpu": "64", "memory": "1Gi"}});
+    let resize = ReviewRequest {
+        operation: "UPDATE",
+        old_object: Some(&pod),
+        subresource: Some(("pods", "resize", "jupyter-alice")),
+        ..create(&resized, ALICE)
+    };
+    let response = webhook.review("/validate", &resize).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(message(&response).contains("[resources]"), "{response}");
+
+    // /mutate records who the pod is: the requester decides, not the labels.
+    let mut unlabelled = manifest("tests/corpus/pass/tenant-own-pod.yaml");
+    unlabelled["metadata"]["labels"] = json!({});
+    let mutated = webhook.review("/mutate", &create(&unlabelled, ALICE)).await;
+    json_patch::patch(&mut unlabelled, &patch_of(&mutated)).unwrap();
+    assert_eq!(
+        unlabelled["metadata"]["labels"],
+        json!({"hubguard.dev/class": "user", "hubguard.dev/tenant": "alice"}),
+        "{mutated}"
+    );
+    let validated = webhook
+        .review("/validate", &create(&unlabelled, ALICE))
+        .await;
+    assert_eq!(validated["allowed"], true, "{validated}");
+    // ... and a record that says otherwise is refused.
+    unlabelled["metadata"]["labels"]["hubguard.dev/tenant"] = json!("bob");
+    let forged = webhook
+        .review("/validate", &create(&unlabelled, ALICE))
+        .await;
+    assert_eq!(forged["allowed"], false);
+    assert!(message(&forged).contains("[recordedIdentity]"), "{forged}");
 }
 
 #[tokio::test]

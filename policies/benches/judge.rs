@@ -49,6 +49,7 @@ fn request(s: &Setup) -> Request<'_> {
     Request {
         namespace: "tess-private",
         requester: Some(&s.hub),
+        cluster: None,
     }
 }
 

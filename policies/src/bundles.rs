@@ -37,13 +37,15 @@ pub const NON_HOST_VOLUME_TYPES: &[&str] = &[
     "vsphereVolume",
 ];
 
-/// The volume types the restricted level allows.
+/// The volume types the restricted level allows (`image` since 1.35, with the `images` rule
+/// judging what it mounts).
 pub const RESTRICTED_VOLUME_TYPES: &[&str] = &[
     "configMap",
     "csi",
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",
     "persistentVolumeClaim",
     "projected",
     "secret",
@@ -104,6 +106,8 @@ pub fn baseline() -> Controls {
             ]),
         }),
         allowed_proc_mount_types: Some(strings(&["Default"])),
+        allow_unmasked_proc_mount_in_user_namespaces: Some(true),
+        host_probes: Some(false),
         allowed_unsafe_sysctls: Some(Vec::new()),
         seccomp: Some(confined.clone()),
         app_armor: Some(confined),
@@ -125,6 +129,7 @@ pub fn restricted() -> Controls {
         }),
         allowed_capabilities: Some(strings(&["NET_BIND_SERVICE"])),
         required_drop_capabilities: Some(strings(&["ALL"])),
+        allow_unmasked_proc_mount_in_user_namespaces: Some(false),
         seccomp: Some(ProfileRule {
             allowed_profiles: strings(&["RuntimeDefault", "Localhost/*"]),
             default_profile: Some("RuntimeDefault".to_string()),

@@ -31,6 +31,11 @@ pub struct Controls {
     pub required_drop_capabilities: Option<Vec<String>>,
     pub default_add_capabilities: Option<Vec<String>>,
     pub allowed_proc_mount_types: Option<Vec<String>>,
+    /// Pods in a user namespace (`hostUsers: false`) may use any procMount (PSS baseline
+    /// 1.35+; restricted keeps the mask).
+    pub allow_unmasked_proc_mount_in_user_namespaces: Option<bool>,
+    /// `false`: probes and lifecycle handlers may not name a `host` (PSS baseline 1.34+).
+    pub host_probes: Option<bool>,
     pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub forbidden_sysctls: Option<Vec<String>>,
     pub seccomp: Option<ProfileRule>,
@@ -75,6 +80,10 @@ impl Controls {
             allowed_proc_mount_types: self
                 .allowed_proc_mount_types
                 .or(base.allowed_proc_mount_types),
+            allow_unmasked_proc_mount_in_user_namespaces: self
+                .allow_unmasked_proc_mount_in_user_namespaces
+                .or(base.allow_unmasked_proc_mount_in_user_namespaces),
+            host_probes: self.host_probes.or(base.host_probes),
             allowed_unsafe_sysctls: self.allowed_unsafe_sysctls.or(base.allowed_unsafe_sysctls),
             forbidden_sysctls: self.forbidden_sysctls.or(base.forbidden_sysctls),
             seccomp: self.seccomp.or(base.seccomp),

@@ -6,17 +6,22 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::checks::{Findings, CHECKS};
-use crate::classify::{class_from_labels, classify, PodClass, Standing, StringMap};
+use crate::classify::{PodClass, Standing, StringMap};
+use crate::identity::{self, Identity, Recorded, RequesterKind};
 use crate::model::Mode;
 use crate::objects::{layout, walk_mut, Layout, SpecSite};
-use crate::pod::PodSubject;
+use crate::pod::{ClusterLookup, PodSubject};
 use crate::policy::{ClassPolicy, Policy, Requester};
 
 /// What an object is judged in the context of.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
     pub namespace: &'a str,
     pub requester: Option<&'a Requester>,
+    /// For a DaskWorkerGroup: what a look-up found of the DaskCluster it names (see
+    /// [`Policy::cluster_reference`]). Without it, the group is refused: nobody confirmed the
+    /// cluster is its tenant's.
+    pub cluster: Option<&'a ClusterLookup>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -119,20 +124,49 @@ impl Policy {
         Ok(Ok(layout))
     }
 
-    fn class_of(
+    fn identity_of(
         &self,
         layout: &Layout,
         site: &SpecSite,
         object: &Value,
         standing: &Standing,
-    ) -> PodClass {
+    ) -> Identity {
         let labels = StringMap::of(site.metadata(object), "labels");
-        let claimed = layout.class.unwrap_or_else(|| class_from_labels(labels));
-        classify(claimed, standing)
+        let object_labels = StringMap::of(object.get("metadata"), "labels");
+        identity::decide(
+            labels,
+            object_labels,
+            layout.class,
+            standing,
+            &self.tenant_labels,
+        )
     }
 
     fn label_tenant<'v>(&self, labels: StringMap<'v>) -> Option<&'v str> {
         self.tenant_labels.iter().find_map(|key| labels.get(key))
+    }
+
+    /// The DaskCluster a DaskWorkerGroup joins (`spec.cluster`), which the caller looks up and
+    /// passes back in [`Request::cluster`].
+    pub fn cluster_reference<'v>(&self, object: &'v Value) -> Option<&'v str> {
+        let (api_version, kind) = type_of(object).ok()?;
+        let layout = layout(api_version, kind)?;
+        (layout.kind == "DaskWorkerGroup")
+            .then(|| object.pointer("/spec/cluster").and_then(Value::as_str))
+            .flatten()
+    }
+
+    /// The tenant a DaskCluster belongs to, as recorded on it (or on its worker template).
+    pub fn cluster_tenant(&self, cluster: &Value) -> Option<String> {
+        ["/metadata/labels", "/spec/worker/metadata/labels"]
+            .iter()
+            .find_map(|pointer| {
+                let labels = cluster.pointer(pointer)?;
+                self.tenant_labels
+                    .iter()
+                    .find_map(|key| labels.get(key).and_then(Value::as_str))
+            })
+            .map(str::to_string)
     }
 
     /// Judges an object as it arrives. Pods are judged as they are (the API server has already
@@ -149,6 +183,8 @@ impl Policy {
             }
         };
         let standing = self.standing(request.requester);
+        let requester_kind = RequesterKind::of(&standing, request.requester.is_some());
+        let object_labels = StringMap::of(object.get("metadata"), "labels");
         let mut review = Review::default();
         for site in layout.sites {
             let Some(spec_value) = site.locate(object) else {
@@ -160,7 +196,8 @@ impl Policy {
                 }
                 continue;
             };
-            let class = self.class_of(layout, site, object, &standing);
+            let identity = self.identity_of(layout, site, object, &standing);
+            let class = identity.class;
             let class_policy = self.class(class);
             let defaulted;
             let spec_value = match class_policy {
@@ -181,9 +218,15 @@ impl Policy {
                 labels,
                 annotations: StringMap::of(metadata, "annotations"),
                 class,
+                requester: requester_kind,
                 requester_tenant: standing.tenant.as_deref(),
+                decided_tenant: identity.tenant.as_deref(),
                 label_tenant,
-                tenant_label_key: self.tenant_labels.first().map_or("", String::as_str),
+                tenant_label_keys: &self.tenant_labels,
+                recorded: Recorded::of(labels),
+                object,
+                object_labels,
+                cluster_lookup: request.cluster,
             };
             review.pods.push(JudgedPod {
                 path: site.base,
@@ -197,8 +240,9 @@ impl Policy {
         Ok(review)
     }
 
-    /// The JSON patch that sets the PSP-style defaults on a pod, for classes that mutate.
-    /// Only pods are mutated: workloads' pods are mutated when they are created.
+    /// The JSON patch `/mutate` returns: the identity hubguard decides, recorded on the pod
+    /// and on every pod template (workloads, Dask resources), and, on pods of classes that
+    /// mutate, the PSP-style defaults. Workloads' pods get their defaults when they are created.
     pub fn defaults_patch(
         &self,
         object: &Value,
@@ -207,22 +251,72 @@ impl Policy {
         let Ok(layout) = self.governed_layout(object, request)? else {
             return Ok(None);
         };
-        if layout.kind != "Pod" {
-            return Ok(None);
-        }
         let standing = self.standing(request.requester);
         let mut mutated = object.clone();
         for site in layout.sites {
-            let class = self.class_of(layout, site, object, &standing);
-            let Some(cp) = self.class(class).filter(|cp| cp.mutate) else {
+            if site.locate(object).is_none() {
+                continue;
+            }
+            let identity = self.identity_of(layout, site, object, &standing);
+            if let Some(meta) = ensure_object(&mut mutated, site.meta_base) {
+                record_identity(meta, &identity);
+            }
+            let Some(cp) = self.class(identity.class).filter(|cp| cp.mutate) else {
                 continue;
             };
+            if layout.kind != "Pod" {
+                continue;
+            }
             if let Some(spec) = walk_mut(&mut mutated, site.base).and_then(Value::as_object_mut) {
                 apply_defaults(spec, cp);
             }
         }
         let patch = json_patch::diff(object, &mutated);
         Ok((!patch.0.is_empty()).then_some(patch))
+    }
+}
+
+/// The object at a dotted path, created (with its parents) where missing.
+fn ensure_object<'v>(
+    object: &'v mut Value,
+    dotted: &str,
+) -> Option<&'v mut serde_json::Map<String, Value>> {
+    dotted
+        .split('.')
+        .try_fold(object, |v, key| {
+            let map = v.as_object_mut()?;
+            let slot = map
+                .entry(key.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if slot.is_null() {
+                *slot = Value::Object(Default::default());
+            }
+            Some(slot)
+        })?
+        .as_object_mut()
+}
+
+/// Writes the identity labels where they are missing. A record already there is left for
+/// `/validate` to judge: overwriting it would hide a forgery instead of refusing it.
+fn record_identity(meta: &mut serde_json::Map<String, Value>, identity: &Identity) {
+    let labels = crate::checks::support::object_at(meta, "labels");
+    if !labels.contains_key(identity::CLASS_LABEL) {
+        labels.insert(
+            identity::CLASS_LABEL.to_string(),
+            Value::String(identity.class.as_str().to_string()),
+        );
+    }
+    if let Some(tenant) = identity
+        .tenant
+        .as_deref()
+        .filter(|t| identity::is_label_value(t))
+    {
+        if !labels.contains_key(identity::TENANT_LABEL) {
+            labels.insert(
+                identity::TENANT_LABEL.to_string(),
+                Value::String(tenant.to_string()),
+            );
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod controls;
 pub mod egress;
 pub mod engine;
+pub mod identity;
 pub mod image;
 pub mod manifest;
 pub mod model;

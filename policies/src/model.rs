@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checks::scheduling::SchedulingRules;
+use crate::checks::secrets::SecretRules;
+use crate::checks::service_accounts::ServiceAccountRules;
+use crate::checks::untrusted_requesters::UntrustedRequesters;
 use crate::controls::Controls;
 use crate::egress::{EgressRule, NetworkSpec};
 
@@ -159,6 +163,15 @@ pub struct ClassSpec {
     pub volumes: Option<TenantVolumes>,
     pub images: Option<ImageRules>,
     pub resources: Option<ResourceCaps>,
+    /// Which service accounts the class's pods may run as, and which may mount a token.
+    pub service_accounts: Option<ServiceAccountRules>,
+    /// Which Secrets the class's pods may reference.
+    pub secrets: Option<SecretRules>,
+    /// Node choice, tolerations and priority.
+    pub scheduling: Option<SchedulingRules>,
+    /// Whether requesters that are neither trusted nor tenants may create pods of this class.
+    #[serde(default)]
+    pub untrusted_requesters: UntrustedRequesters,
     #[serde(default)]
     pub egress: Vec<EgressRule>,
 }
@@ -174,9 +187,17 @@ pub struct TenantVolumes {
     /// The tenant's own home claim (`claim-<tenant>`, z2jh's scheme) is allowed.
     #[serde(default)]
     pub home_claims: bool,
-    /// Claims every tenant may mount, e.g. a shared read-only data set.
+    /// Claims every tenant may mount read-only, e.g. a shared data set: the volume and every
+    /// mount of it must say `readOnly: true`.
     #[serde(default)]
     pub shared_claims: Vec<String>,
+    /// Claims every tenant may mount read-write (a scratch space the platform shares on
+    /// purpose).
+    #[serde(default)]
+    pub writable_claims: Vec<String>,
+    /// Storage classes a generic ephemeral volume may ask for (`*` any, `""` the cluster's
+    /// default). Unset: no generic ephemeral volumes.
+    pub ephemeral_storage_classes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -197,4 +218,7 @@ pub struct ResourceCaps {
     pub require_limits: bool,
     pub max_cpu: Option<String>,
     pub max_memory: Option<String>,
+    /// Caps on the whole pod: its pod-level `resources` and the sum over its containers.
+    pub max_pod_cpu: Option<String>,
+    pub max_pod_memory: Option<String>,
 }

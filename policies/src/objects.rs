@@ -50,10 +50,12 @@ const fn site(base: &'static str, meta_base: &'static str) -> SpecSite {
     }
 }
 
-const fn optional(base: &'static str) -> SpecSite {
+/// A Dask resource's pod template: the operator copies the template's metadata onto the pods
+/// it makes, so those labels are the future pods' labels.
+const fn optional(base: &'static str, meta_base: &'static str) -> SpecSite {
     SpecSite {
         base,
-        meta_base: "metadata",
+        meta_base,
         required: false,
     }
 }
@@ -118,24 +120,30 @@ pub static LAYOUTS: &[Layout] = &[
         group: DASK_GROUP,
         kind: "DaskCluster",
         sites: &[
-            optional("spec.worker.spec"),
-            optional("spec.scheduler.spec"),
+            optional("spec.worker.spec", "spec.worker.metadata"),
+            optional("spec.scheduler.spec", "spec.scheduler.metadata"),
         ],
         class: Some(PodClass::Dask),
     },
     Layout {
         group: DASK_GROUP,
         kind: "DaskWorkerGroup",
-        sites: &[optional("spec.worker.spec")],
+        sites: &[optional("spec.worker.spec", "spec.worker.metadata")],
         class: Some(PodClass::Dask),
     },
     Layout {
         group: DASK_GROUP,
         kind: "DaskJob",
         sites: &[
-            optional("spec.job.spec"),
-            optional("spec.cluster.spec.worker.spec"),
-            optional("spec.cluster.spec.scheduler.spec"),
+            optional("spec.job.spec", "spec.job.metadata"),
+            optional(
+                "spec.cluster.spec.worker.spec",
+                "spec.cluster.spec.worker.metadata",
+            ),
+            optional(
+                "spec.cluster.spec.scheduler.spec",
+                "spec.cluster.spec.scheduler.metadata",
+            ),
         ],
         class: Some(PodClass::Dask),
     },

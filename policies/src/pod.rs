@@ -1,11 +1,19 @@
 //! The pod a check looks at: its spec, where it sits in the object, whose it is.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EphemeralContainer, PodSecurityContext, PodSpec,
-    ResourceRequirements, SecurityContext, VolumeMount,
+    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, Lifecycle,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SecurityContext, VolumeMount,
 };
 
+use serde_json::Value;
+
 use crate::classify::{PodClass, StringMap};
+use crate::identity::{Recorded, RequesterKind};
+
+/// What the webhook (or `hubguard check`) found when it looked up the DaskCluster a
+/// DaskWorkerGroup names: the cluster's tenant (`None` for a cluster of no tenant), or why it
+/// could not be read.
+pub type ClusterLookup = Result<Option<String>, String>;
 
 pub struct PodSubject<'a> {
     pub spec: &'a PodSpec,
@@ -17,19 +25,36 @@ pub struct PodSubject<'a> {
     pub labels: StringMap<'a>,
     pub annotations: StringMap<'a>,
     pub class: PodClass,
+    /// Who asked, as the policy sees them.
+    pub requester: RequesterKind,
     /// The tenant the requester acts for, if any.
     pub requester_tenant: Option<&'a str>,
+    /// The tenant hubguard decided (see `identity::decide`).
+    pub decided_tenant: Option<&'a str>,
     /// The tenant the object's labels name, if any.
     pub label_tenant: Option<&'a str>,
-    /// The label key that names the tenant (the policy's first tenancy label).
-    pub tenant_label_key: &'a str,
+    /// The label keys that name a tenant, the policy's first.
+    pub tenant_label_keys: &'a [String],
+    /// The identity recorded on the pod's labels, as written.
+    pub recorded: Recorded<'a>,
+    /// The whole object and its top-level labels (a Dask resource's own labels differ from
+    /// its pod templates').
+    pub object: &'a Value,
+    pub object_labels: StringMap<'a>,
+    /// For a DaskWorkerGroup: the owner of the DaskCluster it joins, as looked up.
+    pub cluster_lookup: Option<&'a ClusterLookup>,
 }
 
 impl<'a> PodSubject<'a> {
-    /// Whose pod this is: the requester's tenant decides; labels count only when the requester is
-    /// not a tenant (the hub or a controller creating pods for its users).
+    /// Whose pod this is: the requester's tenant decides; labels and records count only for
+    /// trusted requesters (the hub or a controller creating pods for its users).
     pub fn tenant(&self) -> Option<&'a str> {
-        self.requester_tenant.or(self.label_tenant)
+        self.decided_tenant
+    }
+
+    /// The policy's main tenant label key, named in fixes.
+    pub fn tenant_label_key(&self) -> &'a str {
+        self.tenant_label_keys.first().map_or("", String::as_str)
     }
 
     pub fn path(&self, rest: &str) -> String {
@@ -80,6 +105,13 @@ pub struct ContainerView<'a> {
     pub ports: &'a [ContainerPort],
     pub resources: Option<&'a ResourceRequirements>,
     pub volume_mounts: &'a [VolumeMount],
+    pub env: &'a [EnvVar],
+    pub env_from: &'a [EnvFromSource],
+    /// Liveness, readiness and startup probes, by those names.
+    pub probes: [(&'static str, Option<&'a Probe>); 3],
+    pub lifecycle: Option<&'a Lifecycle>,
+    /// An init container with `restartPolicy: Always` runs beside the main containers.
+    pub sidecar: bool,
 }
 
 impl<'a> ContainerView<'a> {
@@ -94,6 +126,15 @@ impl<'a> ContainerView<'a> {
             ports: c.ports.as_deref().unwrap_or_default(),
             resources: c.resources.as_ref(),
             volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
+            env: c.env.as_deref().unwrap_or_default(),
+            env_from: c.env_from.as_deref().unwrap_or_default(),
+            probes: [
+                ("livenessProbe", c.liveness_probe.as_ref()),
+                ("readinessProbe", c.readiness_probe.as_ref()),
+                ("startupProbe", c.startup_probe.as_ref()),
+            ],
+            lifecycle: c.lifecycle.as_ref(),
+            sidecar: field == "initContainers" && c.restart_policy.as_deref() == Some("Always"),
         }
     }
 
@@ -108,6 +149,15 @@ impl<'a> ContainerView<'a> {
             ports: c.ports.as_deref().unwrap_or_default(),
             resources: c.resources.as_ref(),
             volume_mounts: c.volume_mounts.as_deref().unwrap_or_default(),
+            env: c.env.as_deref().unwrap_or_default(),
+            env_from: c.env_from.as_deref().unwrap_or_default(),
+            probes: [
+                ("livenessProbe", c.liveness_probe.as_ref()),
+                ("readinessProbe", c.readiness_probe.as_ref()),
+                ("startupProbe", c.startup_probe.as_ref()),
+            ],
+            lifecycle: c.lifecycle.as_ref(),
+            sidecar: false,
         }
     }
 

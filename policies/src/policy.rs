@@ -66,6 +66,8 @@ pub struct ResourceLimits {
     pub require_limits: bool,
     pub max_cpu: Option<Cap>,
     pub max_memory: Option<Cap>,
+    pub max_pod_cpu: Option<Cap>,
+    pub max_pod_memory: Option<Cap>,
 }
 
 /// One class's rules, ready for the checks.
@@ -79,6 +81,10 @@ pub struct ClassPolicy {
     pub volumes: Option<TenantVolumes>,
     pub images: Option<ImageRules>,
     pub resources: Option<ResourceLimits>,
+    pub service_accounts: Option<crate::checks::service_accounts::ServiceAccountRules>,
+    pub secrets: Option<crate::checks::secrets::SecretRules>,
+    pub scheduling: Option<crate::checks::scheduling::SchedulingRules>,
+    pub untrusted_requesters: crate::checks::untrusted_requesters::UntrustedRequesters,
     pub egress: Vec<EgressRule>,
 }
 
@@ -101,6 +107,7 @@ impl ClassPolicy {
                 );
             }
         }
+        crate::checks::validate_class(&spec, path, &mut errs);
         let controls = normalise_controls(spec.controls.over(bundle(spec.bundle)));
         validate_controls(&controls, &format!("{path}.controls"), &mut errs);
         if let Some(images) = &spec.images {
@@ -134,6 +141,8 @@ impl ClassPolicy {
                 require_limits: r.require_limits,
                 max_cpu: cap("maxCpu", &r.max_cpu),
                 max_memory: cap("maxMemory", &r.max_memory),
+                max_pod_cpu: cap("maxPodCpu", &r.max_pod_cpu),
+                max_pod_memory: cap("maxPodMemory", &r.max_pod_memory),
             }
         });
         validate_rules(&spec.egress, &format!("{path}.egress"), &mut errs);
@@ -149,6 +158,10 @@ impl ClassPolicy {
             volumes: spec.volumes,
             images: spec.images,
             resources,
+            service_accounts: spec.service_accounts,
+            secrets: spec.secrets,
+            scheduling: spec.scheduling,
+            untrusted_requesters: spec.untrusted_requesters,
             egress: spec.egress,
         })
     }
@@ -360,6 +373,16 @@ pub struct Policy {
     pub network: NetworkSpec,
 }
 
+/// The policy's tenant labels and hubguard's own record of the tenant, which every policy
+/// reads (the record after the policy's own keys, so fixes name the key operators chose).
+fn with_recorded_tenant(keys: &[String]) -> Vec<String> {
+    let mut all = keys.to_vec();
+    if !all.iter().any(|k| k == crate::identity::TENANT_LABEL) {
+        all.push(crate::identity::TENANT_LABEL.to_string());
+    }
+    all
+}
+
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let file = path.display().to_string();
@@ -451,7 +474,7 @@ impl Policy {
             trusted_requesters: spec.trust.requesters.iter().cloned().collect(),
             trusted_groups: spec.trust.groups.iter().cloned().collect(),
             tenant_patterns,
-            tenant_labels: spec.tenancy.tenant_labels.clone(),
+            tenant_labels: with_recorded_tenant(&spec.tenancy.tenant_labels),
             classes,
             network: spec.network.clone(),
             document,

@@ -10,6 +10,8 @@ pub struct Header {
     pub rules: Vec<String>,
     pub fix: Option<String>,
     pub no_mutations: bool,
+    /// How many violations a one-rule attack makes (one unless `# findings: N` says more).
+    pub findings: usize,
 }
 
 pub fn header(path: &Path) -> Header {
@@ -21,6 +23,7 @@ pub fn header(path: &Path) -> Header {
         rules: Vec::new(),
         fix: None,
         no_mutations: false,
+        findings: 1,
     };
     for line in text.lines().take_while(|l| l.starts_with('#')) {
         let Some((key, value)) = line.trim_start_matches('#').trim().split_once(": ") else {
@@ -39,6 +42,7 @@ pub fn header(path: &Path) -> Header {
             "rule" | "rules" => h.rules = words(),
             "fix" => h.fix = Some(value.to_string()),
             "mutations" => h.no_mutations = value == "none",
+            "findings" => h.findings = value.parse().expect("# findings: a number"),
             _ => {}
         }
     }

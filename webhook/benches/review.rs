@@ -59,7 +59,7 @@ fn main() {
     });
     let judged = time("parse + judge + serialise (hubguard)", n, || {
         let request = parse(black_box(&body));
-        let outcome = admission::validate_object(&policy, &request);
+        let outcome = admission::validate_object(&policy, &request, None);
         black_box(serde_json::to_vec(&outcome.response.into_review()).unwrap());
     });
     let mutate = time("parse + defaults patch + serialise", n, || {

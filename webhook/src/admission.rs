@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use hubguard_policy::pod::ClusterLookup;
 use hubguard_policy::{Mode, Policy, Request, Requester, Violation};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::Status;
@@ -75,6 +76,10 @@ pub enum Subject {
     Pass,
 }
 
+/// Pod subresources whose update changes what the pod is: its containers
+/// (`ephemeralcontainers`) or its resources (`resize`, in place).
+const JUDGED_SUBRESOURCES: &[&str] = &["ephemeralcontainers", "resize"];
+
 /// Subresources through which a requester reaches into a running pod.
 const CONNECT_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
 
@@ -88,7 +93,8 @@ pub fn subject(request: &AdmissionRequest<RawObject>) -> Subject {
             }
         }
         Operation::Create | Operation::Update
-            if sub.is_none() || (is_pods && sub == Some("ephemeralcontainers")) =>
+            if sub.is_none()
+                || (is_pods && sub.is_some_and(|s| JUDGED_SUBRESOURCES.contains(&s))) =>
         {
             Subject::Object
         }
@@ -103,8 +109,26 @@ pub fn requester(request: &AdmissionRequest<RawObject>) -> Requester {
     }
 }
 
-/// `/validate` for CREATE and UPDATE: judge the new object as it arrives.
-pub fn validate_object(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Outcome {
+/// The DaskCluster to look up before judging this request: the one a DaskWorkerGroup joins,
+/// when its requester is not trusted and the namespace is governed.
+pub fn cluster_to_look_up(
+    policy: &Policy,
+    request: &AdmissionRequest<RawObject>,
+) -> Option<String> {
+    let object = request.object.as_ref()?;
+    let name = policy.cluster_reference(&object.value)?;
+    let governed = policy.governs(request.namespace.as_deref().unwrap_or(""));
+    let trusted = policy.standing(Some(&requester(request))).trusted;
+    (governed && !trusted).then(|| name.to_string())
+}
+
+/// `/validate` for CREATE and UPDATE: judge the new object as it arrives; `cluster` is what
+/// [`cluster_to_look_up`]'s look-up found.
+pub fn validate_object(
+    policy: &Policy,
+    request: &AdmissionRequest<RawObject>,
+    cluster: Option<&ClusterLookup>,
+) -> Outcome {
     let Some(object) = &request.object else {
         return invalid(request, "the request carries no object".into());
     };
@@ -117,6 +141,7 @@ pub fn validate_object(policy: &Policy, request: &AdmissionRequest<RawObject>) -
         &Request {
             namespace: request.namespace.as_deref().unwrap_or(""),
             requester: Some(&requester),
+            cluster,
         },
     );
     let review = match judged {
@@ -133,15 +158,13 @@ pub fn validate_object(policy: &Policy, request: &AdmissionRequest<RawObject>) -
 }
 
 /// An UPDATE that leaves spec and labels as they were (a finalizer removed, an annotation
-/// added, a pod being deleted) is not judged again: refusing it would only stop controllers
-/// from cleaning up objects admitted under an older policy.
+/// added) is not judged again: refusing it would only stop controllers from cleaning up
+/// objects admitted under an older policy. One that changes either is judged, even while the
+/// object is being deleted: a pod in its grace period still runs what it says.
 fn unchanged_for_policy(request: &AdmissionRequest<RawObject>) -> bool {
     let (Some(new), Some(old)) = (&request.object, &request.old_object) else {
         return false;
     };
-    if new.is_being_deleted() {
-        return true;
-    }
     new.labels() == old.labels() && new.spec() == old.spec() && request.sub_resource.is_none()
 }
 
@@ -251,6 +274,7 @@ pub fn mutate(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Outcome
         &Request {
             namespace: request.namespace.as_deref().unwrap_or(""),
             requester: Some(&requester),
+            cluster: None,
         },
     );
     match patch {

@@ -163,7 +163,24 @@ async fn decide(
         Endpoint::Mutate => guarded(Box::new(|| admission::mutate(policy, request))),
         Endpoint::Validate => match admission::subject(request) {
             Subject::Pass => Ok(Outcome::allow(request)),
-            Subject::Object => guarded(Box::new(|| admission::validate_object(policy, request))),
+            Subject::Object => {
+                // A tenant's DaskWorkerGroup is judged with the owner of the cluster it joins.
+                let cluster = match admission::cluster_to_look_up(policy, request) {
+                    Some(name) => {
+                        let namespace = request.namespace.as_deref().unwrap_or("");
+                        Some(
+                            state
+                                .pods
+                                .dask_cluster_tenant(policy, namespace, &name)
+                                .await,
+                        )
+                    }
+                    None => None,
+                };
+                guarded(Box::new(|| {
+                    admission::validate_object(policy, request, cluster.as_ref())
+                }))
+            }
             Subject::PodConnect { pod } => {
                 // Only a tenant's request needs the pod; everyone else is decided without it.
                 let Some(tenant) = admission::connect_tenant(policy, request) else {

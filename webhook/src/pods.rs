@@ -1,12 +1,15 @@
-//! Reading a pod's labels for exec, attach and port-forward requests, whose object is only
-//! the options of the call. The only read the webhook makes of the cluster (RBAC: get pods).
+//! The webhook's two reads of the cluster: a pod's labels for exec, attach and port-forward
+//! requests (whose object is only the options of the call; RBAC: get pods), and the DaskCluster
+//! a tenant's DaskWorkerGroup names (RBAC: get daskclusters).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use hubguard_policy::pod::ClusterLookup;
+use hubguard_policy::Policy;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -47,6 +50,37 @@ impl PodDirectory {
             Ok(Err(error)) => Err(format!("reading the pod failed: {error}")),
             Err(_) => Err(format!(
                 "reading the pod took longer than {LOOKUP_TIMEOUT:?}"
+            )),
+        }
+    }
+}
+
+impl PodDirectory {
+    /// The tenant recorded on DaskCluster `namespace/name`, or why it could not be read.
+    pub async fn dask_cluster_tenant(
+        &self,
+        policy: &Policy,
+        namespace: &str,
+        name: &str,
+    ) -> ClusterLookup {
+        let client = match self {
+            PodDirectory::Cluster(client) => client.clone(),
+            PodDirectory::Unavailable(why) => {
+                return Err(why.replace("cannot read pods", "cannot read DaskClusters"))
+            }
+        };
+        let gvk = GroupVersionKind::gvk("kubernetes.dask.org", "v1", "DaskCluster");
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client, namespace, &ApiResource::from_gvk(&gvk));
+        match tokio::time::timeout(LOOKUP_TIMEOUT, api.get(name)).await {
+            Ok(Ok(cluster)) => {
+                let value = serde_json::to_value(&cluster)
+                    .map_err(|e| format!("reading the DaskCluster failed: {e}"))?;
+                Ok(policy.cluster_tenant(&value))
+            }
+            Ok(Err(error)) => Err(format!("reading the DaskCluster failed: {error}")),
+            Err(_) => Err(format!(
+                "reading the DaskCluster took longer than {LOOKUP_TIMEOUT:?}"
             )),
         }
     }

@@ -1,7 +1,10 @@
-//! PSP `allowedCSIDrivers`: inline CSI volumes only from listed drivers (an empty list restricts
-//! nothing beyond `volumes`).
+//! PSP `allowedCSIDrivers`: inline CSI volumes only from listed drivers. For other classes an
+//! empty or missing list restricts nothing beyond `volumes`, as in PSP; for the tenant classes
+//! (user, dask) it means no driver at all, since an inline CSI volume reaches whatever its
+//! driver serves (secret stores, buckets, other tenants' shares).
 
 use super::{Check, Findings};
+use crate::classify::PodClass;
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -13,10 +16,13 @@ pub const CHECK: Check = Check {
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
-    let Some(allowed) = class.controls.allowed_csi_drivers.as_deref() else {
-        return;
-    };
-    if allowed.is_empty() {
+    let tenant_class = matches!(class.class, PodClass::User | PodClass::Dask);
+    let allowed = class
+        .controls
+        .allowed_csi_drivers
+        .as_deref()
+        .unwrap_or_default();
+    if allowed.is_empty() && !tenant_class {
         return;
     }
     for (i, volume) in pod.spec.volumes.iter().flatten().enumerate() {
@@ -28,7 +34,11 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             out.add(
                 pod.path(&format!("volumes[{i}].csi.driver")),
                 format!("volume '{}' uses CSI driver {}", volume.name, csi.driver),
-                format!("use one of the allowed drivers: {}", names.join(", ")),
+                if names.is_empty() {
+                    "remove the volume: this class may use no inline CSI volumes".to_string()
+                } else {
+                    format!("use one of the allowed drivers: {}", names.join(", "))
+                },
             );
         }
     }
@@ -59,9 +69,24 @@ mod tests {
                     ..CASE
                 },
                 Case {
-                    name: "empty list",
+                    name: "empty list, a platform pod: PSP's meaning",
+                    policy: "controls: {allowedCSIDrivers: []}",
+                    class: PodClass::Platform,
+                    pod: "{containers: [{name: a}], volumes: [{name: s, csi: {driver: hostpath.csi.k8s.io}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "empty list, a tenant's pod: no driver",
                     policy: "controls: {allowedCSIDrivers: []}",
                     pod: "{containers: [{name: a}], volumes: [{name: s, csi: {driver: hostpath.csi.k8s.io}}]}",
+                    expect: &["spec.volumes[0].csi.driver"],
+                    ..CASE
+                },
+                Case {
+                    name: "no list, a dask pod: no driver",
+                    class: PodClass::Dask,
+                    pod: "{containers: [{name: a}], volumes: [{name: s, csi: {driver: secrets-store.csi.k8s.io}}]}",
+                    expect: &["spec.volumes[0].csi.driver"],
                     ..CASE
                 },
             ],

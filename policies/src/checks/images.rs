@@ -1,5 +1,6 @@
 //! Tenancy: images only from the policy's registries and repositories, pinned by digest where
-//! the policy asks.
+//! the policy asks — the containers' images and `image` volumes' references alike (an image
+//! volume mounts any image's files, another tenant's private one included).
 
 use super::{Check, Findings};
 use crate::image::{is_sha256_digest, parse_image, repository_allowed};
@@ -17,6 +18,30 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(rules) = &class.images else {
         return;
     };
+    for (i, volume) in pod.spec.volumes.iter().flatten().enumerate() {
+        let Some(source) = &volume.image else {
+            continue;
+        };
+        let reference = source.reference.as_deref().unwrap_or("");
+        let parsed = parse_image(reference);
+        let allowed =
+            !reference.is_empty() && repository_allowed(&rules.allowed, &parsed.repository);
+        let pinned = !rules.require_digest || parsed.digest.is_some_and(is_sha256_digest);
+        if !allowed || !pinned {
+            out.add(
+                pod.path(&format!("volumes[{i}].image.reference")),
+                format!(
+                    "image volume '{}' mounts image {reference}, which the policy does not allow{}",
+                    volume.name,
+                    if allowed { " without a digest" } else { "" }
+                ),
+                format!(
+                    "use an image from: {} (pinned by digest where required)",
+                    rules.allowed.join(", ")
+                ),
+            );
+        }
+    }
     for c in pod.containers() {
         let Some(image) = c.image.filter(|i| !i.is_empty()) else {
             out.add_for(
@@ -93,6 +118,19 @@ mod tests {
                     policy: PINNED,
                     pod: "{containers: [{name: a, image: 'ghcr.io/tess-science/notebook:1'}]}",
                     expect: &["spec.containers[0].image"],
+                    ..CASE
+                },
+                Case {
+                    name: "an image volume from an allowed repository",
+                    policy: ALLOW,
+                    pod: "{containers: [{name: a, image: 'ghcr.io/tess-science/notebook:1'}], volumes: [{name: data, image: {reference: 'ghcr.io/tess-science/catalogue:2026'}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "an image volume of another repository",
+                    policy: ALLOW,
+                    pod: "{containers: [{name: a, image: 'ghcr.io/tess-science/notebook:1'}], volumes: [{name: data, image: {reference: 'registry.internal/hub/secrets:latest'}}]}",
+                    expect: &["spec.volumes[0].image.reference"],
                     ..CASE
                 },
                 Case {

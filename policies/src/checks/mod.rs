@@ -10,6 +10,8 @@ use crate::policy::ClassPolicy;
 mod apparmor;
 mod capabilities;
 mod csi_drivers;
+mod dask_cluster_owner;
+mod ephemeral_volumes;
 mod flex_volumes;
 mod fs_group;
 mod host_ipc;
@@ -17,23 +19,29 @@ mod host_network;
 mod host_paths;
 mod host_pid;
 mod host_ports;
+mod host_probes;
 mod images;
 mod platform_labels;
 mod privilege_escalation;
 mod privileged;
 mod proc_mount;
 mod read_only_root_filesystem;
+mod recorded_identity;
 mod resources;
 mod run_as_group;
 mod run_as_user;
 mod runtime_class;
+pub mod scheduling;
 mod seccomp;
+pub mod secrets;
 mod selinux;
+pub mod service_accounts;
 mod supplemental_groups;
-mod support;
+pub(crate) mod support;
 mod sysctls;
 mod tenant_label;
 mod tenant_volumes;
+pub mod untrusted_requesters;
 mod volume_types;
 
 #[cfg(test)]
@@ -75,12 +83,38 @@ pub static CHECKS: &[Check] = &[
     seccomp::CHECK,
     apparmor::CHECK,
     runtime_class::CHECK,
+    host_probes::CHECK,
+    untrusted_requesters::CHECK,
+    recorded_identity::CHECK,
     tenant_label::CHECK,
     platform_labels::CHECK,
+    service_accounts::CHECK,
+    secrets::CHECK,
     tenant_volumes::CHECK,
+    ephemeral_volumes::CHECK,
     images::CHECK,
     resources::CHECK,
+    scheduling::CHECK,
+    dask_cluster_owner::CHECK,
 ];
+
+/// Validates the parts of a class spec that rules own; `path` is the class's place in the
+/// document.
+pub fn validate_class(
+    spec: &crate::model::ClassSpec,
+    path: &str,
+    errs: &mut crate::validate::FieldErrors,
+) {
+    if let Some(rules) = &spec.service_accounts {
+        service_accounts::validate(rules, &format!("{path}.serviceAccounts"), errs);
+    }
+    if let Some(rules) = &spec.secrets {
+        secrets::validate(rules, &format!("{path}.secrets"), errs);
+    }
+    if let Some(rules) = &spec.scheduling {
+        scheduling::validate(rules, &format!("{path}.scheduling"), errs);
+    }
+}
 
 pub fn rule_ids() -> impl Iterator<Item = &'static str> {
     CHECKS.iter().map(|c| c.id)

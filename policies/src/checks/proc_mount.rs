@@ -1,4 +1,6 @@
-//! PSP `allowedProcMountTypes`: `Default` masks /proc; `Unmasked` only where listed.
+//! PSP `allowedProcMountTypes`: `Default` masks /proc; `Unmasked` only where listed. As in the
+//! Pod Security Standards' baseline (1.35+), a pod in a user namespace (`hostUsers: false`)
+//! may unmask where the class allows it: its /proc belongs to its own user namespace.
 
 use super::{Check, Findings};
 use crate::pod::PodSubject;
@@ -15,6 +17,12 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(allowed) = &class.controls.allowed_proc_mount_types else {
         return;
     };
+    let in_user_namespace = pod.spec.host_users == Some(false);
+    if in_user_namespace
+        && class.controls.allow_unmasked_proc_mount_in_user_namespaces == Some(true)
+    {
+        return;
+    }
     for c in pod.containers() {
         let kind = c
             .security
@@ -56,6 +64,19 @@ mod tests {
                     name: "Unmasked",
                     policy: "bundle: baseline",
                     pod: "{containers: [{name: a, securityContext: {procMount: Unmasked}}]}",
+                    expect: &["spec.containers[0].securityContext.procMount"],
+                    ..CASE
+                },
+                Case {
+                    name: "Unmasked in a user namespace, baseline",
+                    policy: "bundle: baseline",
+                    pod: "{hostUsers: false, containers: [{name: a, securityContext: {procMount: Unmasked}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "Unmasked in a user namespace, restricted keeps the mask",
+                    policy: "bundle: restricted",
+                    pod: "{hostUsers: false, containers: [{name: a, securityContext: {procMount: Unmasked}}]}",
                     expect: &["spec.containers[0].securityContext.procMount"],
                     ..CASE
                 },

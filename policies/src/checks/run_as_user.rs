@@ -35,6 +35,9 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
         };
         match rule.rule {
             UserRule::RunAsAny => {}
+            // The Pod Security Standards relax non-root for pods in a user namespace: uid 0
+            // there is an unprivileged uid on the node.
+            UserRule::MustRunAsNonRoot if pod.spec.host_users == Some(false) => {}
             UserRule::MustRunAsNonRoot => {
                 let non_root = c.effective(pod_sc, |s| s.run_as_non_root, |p| p.run_as_non_root);
                 if uid == Some(0) {
@@ -118,6 +121,12 @@ mod tests {
                     name: "unset may be root",
                     policy: NON_ROOT,
                     expect: &["spec.containers[0].securityContext.runAsNonRoot"],
+                    ..CASE
+                },
+                Case {
+                    name: "uid 0 in a user namespace (PSS relaxation)",
+                    policy: NON_ROOT,
+                    pod: "{hostUsers: false, containers: [{name: a, securityContext: {runAsUser: 0}}]}",
                     ..CASE
                 },
                 Case {

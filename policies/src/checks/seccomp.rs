@@ -112,35 +112,14 @@ mod tests {
                     expect: &["spec.containers[0].securityContext.seccompProfile.type"],
                     ..CASE
                 },
+                Case {
+                    name: "the legacy pod annotation is judged",
+                    policy: "bundle: baseline",
+                    annotations: "{seccomp.security.alpha.kubernetes.io/pod: unconfined}",
+                    expect: &["metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]"],
+                    ..CASE
+                },
             ],
-        );
-    }
-
-    #[test]
-    fn legacy_annotation_is_judged() {
-        use crate::classify::{PodClass, StringMap};
-        let class = crate::checks::testing::class_policy("bundle: baseline");
-        let meta = serde_json::json!({"annotations": {POD_ANNOTATION: "unconfined"}});
-        let spec =
-            serde_json::from_value(serde_json::json!({"containers": [{"name": "a"}]})).unwrap();
-        let pod = PodSubject {
-            spec: &spec,
-            base: "spec",
-            meta_base: "metadata",
-            labels: StringMap::default(),
-            annotations: StringMap::of(Some(&meta), "annotations"),
-            class: PodClass::User,
-            requester_tenant: None,
-            label_tenant: None,
-            tenant_label_key: "hub.jupyter.org/username",
-        };
-        let mut out = Findings::default();
-        evaluate(&pod, &class, &mut out);
-        let found = out.into_vec();
-        assert_eq!(found.len(), 1);
-        assert_eq!(
-            found[0].path,
-            format!("metadata.annotations[{POD_ANNOTATION}]")
         );
     }
 

@@ -311,3 +311,54 @@ pub fn default_profile(
     };
     default_field(pod_security(spec), field, value);
 }
+
+/// The placeholder a policy writes for the pod's tenant in a name, e.g. `user-{tenant}`.
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
+
+/// Whether `name` is the one `pattern` names for `tenant`. A pattern with the placeholder names
+/// nothing for a pod of no tenant.
+pub fn names_for_tenant(pattern: &str, name: &str, tenant: Option<&str>) -> bool {
+    match pattern.split_once(TENANT_PLACEHOLDER) {
+        None => pattern == name,
+        Some((before, after)) => tenant.is_some_and(|t| {
+            name.len() == before.len() + t.len() + after.len()
+                && name.starts_with(before)
+                && name.ends_with(after)
+                && &name[before.len()..name.len() - after.len()] == t
+        }),
+    }
+}
+
+/// The names a list of patterns gives for `tenant`, for fixes.
+pub fn names_listed(patterns: &[String], tenant: Option<&str>) -> String {
+    let names: Vec<String> = patterns
+        .iter()
+        .filter_map(|p| match (p.contains(TENANT_PLACEHOLDER), tenant) {
+            (false, _) => Some(p.clone()),
+            (true, Some(t)) => Some(p.replace(TENANT_PLACEHOLDER, t)),
+            (true, None) => None,
+        })
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Refuses a name pattern with more than one placeholder or stray braces.
+pub fn validate_name_patterns(
+    patterns: &[String],
+    path: &str,
+    errs: &mut crate::validate::FieldErrors,
+) {
+    for (i, p) in patterns.iter().enumerate() {
+        let rest = p.replacen(TENANT_PLACEHOLDER, "", 1);
+        if rest.contains('{') || rest.contains('}') || p.is_empty() {
+            errs.push(
+                format!("{path}[{i}]"),
+                format!("'{p}' is not a name, or a name with one {TENANT_PLACEHOLDER}"),
+            );
+        }
+    }
+}

@@ -27,6 +27,8 @@ pub const SAFE_SYSCTLS: &[&str] = &[
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_rmem",
     "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_slow_start_after_idle",
+    "net.ipv4.tcp_notsent_lowat",
 ];
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -74,6 +76,12 @@ mod tests {
         run(
             &CHECK,
             &[
+                Case {
+                    name: "safe since 1.37",
+                    policy: "bundle: baseline",
+                    pod: "{securityContext: {sysctls: [{name: net.ipv4.tcp_slow_start_after_idle, value: '0'}, {name: net.ipv4.tcp_notsent_lowat, value: '16384'}]}, containers: [{name: a}]}",
+                    ..CASE
+                },
                 Case {
                     name: "safe sysctl",
                     policy: "bundle: baseline",

@@ -1,9 +1,12 @@
 //! Tenancy: a tenant's pod mounts only its own home claim and the shared claims the policy
-//! lists. Home claims follow z2jh: `claim-<tenant>`, and `claim-<tenant>--<server>` for the
-//! named server in the pod's `hub.jupyter.org/servername` label. `--` cannot occur inside an
-//! escaped username, so no tenant's name can reach another's claim.
+//! lists, and shared claims read-only (the volume and every mount of it) unless the policy
+//! lists a claim as writable. Home claims follow z2jh: `claim-<tenant>`, and
+//! `claim-<tenant>--<server>` for the named server in the pod's `hub.jupyter.org/servername`
+//! label. Tenant names with `--` are refused (`recordedIdentity`), so no tenant's name can
+//! reach another's claim.
 
 use super::{Check, Findings};
+use crate::model::TenantVolumes;
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -14,7 +17,7 @@ pub const CHECK: Check = Check {
     apply_default: None,
 };
 
-const SERVER_NAME_LABEL: &str = "hub.jupyter.org/servername";
+pub(crate) const SERVER_NAME_LABEL: &str = "hub.jupyter.org/servername";
 
 fn is_home_claim(claim: &str, tenant: &str, server: Option<&str>) -> bool {
     let Some(rest) = claim
@@ -24,6 +27,51 @@ fn is_home_claim(claim: &str, tenant: &str, server: Option<&str>) -> bool {
         return false;
     };
     rest.is_empty() || server.is_some_and(|s| !s.is_empty() && rest.strip_prefix("--") == Some(s))
+}
+
+/// Whether a pod of `tenant` may read `claim` (its home, or a shared or writable claim).
+pub(crate) fn claim_allowed(
+    rules: &TenantVolumes,
+    claim: &str,
+    tenant: Option<&str>,
+    server: Option<&str>,
+) -> bool {
+    rules.shared_claims.iter().any(|c| c == claim)
+        || rules.writable_claims.iter().any(|c| c == claim)
+        || (rules.home_claims && tenant.is_some_and(|t| is_home_claim(claim, t, server)))
+}
+
+/// A shared claim must be read-only in the volume and in every mount of it.
+fn judge_read_only(pod: &PodSubject<'_>, i: usize, read_only: bool, out: &mut Findings) {
+    let Some(volume) = pod.spec.volumes.as_ref().and_then(|v| v.get(i)) else {
+        return;
+    };
+    let claim = volume
+        .persistent_volume_claim
+        .as_ref()
+        .map_or("", |p| p.claim_name.as_str());
+    if !read_only {
+        out.add(
+            pod.path(&format!("volumes[{i}].persistentVolumeClaim.readOnly")),
+            format!("shared claim {claim} is mounted writable"),
+            "set readOnly: true on the volume's persistentVolumeClaim",
+        );
+    }
+    for c in pod.containers() {
+        for (m, mount) in c.volume_mounts.iter().enumerate() {
+            if mount.name == volume.name && mount.read_only != Some(true) {
+                out.add_for(
+                    &c,
+                    &format!("volumeMounts[{m}].readOnly"),
+                    format!(
+                        "container '{}' mounts shared claim {claim} writable",
+                        c.name
+                    ),
+                    "set readOnly: true on the mount",
+                );
+            }
+        }
+    }
 }
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -37,11 +85,14 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             continue;
         };
         let claim = pvc.claim_name.as_str();
-        if rules.shared_claims.iter().any(|c| c == claim) {
+        if rules.writable_claims.iter().any(|c| c == claim) {
             continue;
         }
-        let home_ok = rules.home_claims && tenant.is_some_and(|t| is_home_claim(claim, t, server));
-        if home_ok {
+        if rules.shared_claims.iter().any(|c| c == claim) {
+            judge_read_only(pod, i, pvc.read_only == Some(true), out);
+            continue;
+        }
+        if claim_allowed(rules, claim, tenant, server) {
             continue;
         }
         let message = match tenant {
@@ -72,6 +123,7 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
 mod tests {
     use super::*;
     use crate::checks::testing::{run, Case, CASE};
+    use crate::identity::RequesterKind;
 
     const PRIVATE: &str = "volumes: {homeClaims: true, sharedClaims: [tess-ffi]}";
 
@@ -81,8 +133,9 @@ mod tests {
             &CHECK,
             &[
                 Case {
-                    name: "own home by label",
+                    name: "own home by label, the hub asking",
                     policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
                     labels: "{hub.jupyter.org/username: alice}",
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice}}]}",
                     ..CASE
@@ -90,6 +143,7 @@ mod tests {
                 Case {
                     name: "own named server",
                     policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
                     labels: "{hub.jupyter.org/username: alice, hub.jupyter.org/servername: gpu}",
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice--gpu}}]}",
                     ..CASE
@@ -97,6 +151,7 @@ mod tests {
                 Case {
                     name: "someone else's home",
                     policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
                     labels: "{hub.jupyter.org/username: alice}",
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-bob}}]}",
                     expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
@@ -105,6 +160,7 @@ mod tests {
                 Case {
                     name: "prefix of a longer name is not a home",
                     policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
                     labels: "{hub.jupyter.org/username: alice}",
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice-2dbob}}]}",
                     expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
@@ -117,11 +173,41 @@ mod tests {
                     requester_tenant: Some("alice"),
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-bob}}]}",
                     expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
+                    ..CASE
+                },
+                Case {
+                    name: "an unknown controller's labels give no home",
+                    policy: PRIVATE,
+                    labels: "{hub.jupyter.org/username: bob}",
+                    requester: RequesterKind::Untrusted,
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-bob}}]}",
+                    expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
+                    ..CASE
                 },
                 Case {
                     name: "shared claim",
                     policy: PRIVATE,
-                    pod: "{containers: [{name: a}], volumes: [{name: ffi, persistentVolumeClaim: {claimName: tess-ffi, readOnly: true}}]}",
+                    pod: "{containers: [{name: a, volumeMounts: [{name: ffi, mountPath: /ffi, readOnly: true}]}], volumes: [{name: ffi, persistentVolumeClaim: {claimName: tess-ffi, readOnly: true}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "shared claim, writable volume",
+                    policy: PRIVATE,
+                    pod: "{containers: [{name: a}], volumes: [{name: ffi, persistentVolumeClaim: {claimName: tess-ffi}}]}",
+                    expect: &["spec.volumes[0].persistentVolumeClaim.readOnly"],
+                    ..CASE
+                },
+                Case {
+                    name: "shared claim, read-only volume, writable mount",
+                    policy: PRIVATE,
+                    pod: "{containers: [{name: a, volumeMounts: [{name: ffi, mountPath: /ffi}]}], volumes: [{name: ffi, persistentVolumeClaim: {claimName: tess-ffi, readOnly: true}}]}",
+                    expect: &["spec.containers[0].volumeMounts[0].readOnly"],
+                    ..CASE
+                },
+                Case {
+                    name: "a claim the policy makes writable",
+                    policy: "volumes: {writableClaims: [scratch]}",
+                    pod: "{containers: [{name: a, volumeMounts: [{name: s, mountPath: /s}]}], volumes: [{name: s, persistentVolumeClaim: {claimName: scratch}}]}",
                     ..CASE
                 },
                 Case {
@@ -134,6 +220,7 @@ mod tests {
                 Case {
                     name: "public hub: no homes at all",
                     policy: "volumes: {homeClaims: false}",
+                    requester: RequesterKind::Trusted,
                     labels: "{hub.jupyter.org/username: alice}",
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice}}]}",
                     expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],

@@ -5,8 +5,9 @@ use serde_json::Value;
 
 use super::{Check, Findings};
 use crate::classify::{PodClass, StringMap};
+use crate::identity::{Recorded, RequesterKind};
 use crate::model::ClassSpec;
-use crate::pod::PodSubject;
+use crate::pod::{ClusterLookup, PodSubject};
 use crate::policy::ClassPolicy;
 
 pub struct Case {
@@ -17,8 +18,18 @@ pub struct Case {
     pub pod: &'static str,
     /// YAML of the pod's labels.
     pub labels: &'static str,
-    /// The tenant the requester acts for.
+    /// YAML of the pod's annotations.
+    pub annotations: &'static str,
+    /// The tenant the requester acts for (which makes the requester a tenant).
     pub requester_tenant: Option<&'static str>,
+    /// Who asks, when not a tenant (`Unknown` is `hubguard check` without `--as`).
+    pub requester: RequesterKind,
+    /// The class the pod is judged as.
+    pub class: PodClass,
+    /// YAML of the whole object, when the rule reads more than the pod (a Dask resource).
+    pub object: Option<&'static str>,
+    /// For a DaskWorkerGroup: the looked-up owner of its cluster, or why the look-up failed.
+    pub cluster: Option<Result<Option<&'static str>, &'static str>>,
     /// The paths of the expected findings, in order.
     pub expect: &'static [&'static str],
 }
@@ -28,7 +39,12 @@ pub const CASE: Case = Case {
     policy: "{}",
     pod: "{containers: [{name: main}]}",
     labels: "{}",
+    annotations: "{}",
     requester_tenant: None,
+    requester: RequesterKind::Unknown,
+    class: PodClass::User,
+    object: None,
+    cluster: None,
     expect: &[],
 };
 
@@ -42,36 +58,58 @@ fn yaml_json(yaml: &str) -> Value {
 }
 
 pub fn findings(check: &Check, case: &Case) -> Vec<super::Finding> {
-    evaluate(
-        check,
-        case.policy,
-        yaml_json(case.pod),
-        case.labels,
-        case.requester_tenant,
-    )
+    evaluate(check, case, yaml_json(case.pod))
 }
 
-fn evaluate(
-    check: &Check,
-    policy: &str,
-    spec_json: Value,
-    labels: &str,
-    requester_tenant: Option<&str>,
-) -> Vec<super::Finding> {
-    let class = class_policy(policy);
+fn evaluate(check: &Check, case: &Case, spec_json: Value) -> Vec<super::Finding> {
+    let mut class = class_policy(case.policy);
+    class.class = case.class;
     let spec = serde_json::from_value(spec_json).expect("case pod spec parses");
-    let meta = serde_json::json!({ "labels": yaml_json(labels) });
+    let meta = serde_json::json!({
+        "labels": yaml_json(case.labels),
+        "annotations": yaml_json(case.annotations),
+    });
+    let object = match case.object {
+        Some(yaml) => yaml_json(yaml),
+        None => serde_json::json!({ "metadata": meta }),
+    };
     let labels = StringMap::of(Some(&meta), "labels");
+    let tenant_label_keys = [
+        "hub.jupyter.org/username".to_string(),
+        "gateway.dask.org/user".to_string(),
+        crate::identity::TENANT_LABEL.to_string(),
+    ];
+    let label_tenant = tenant_label_keys.iter().find_map(|k| labels.get(k));
+    let requester = match (case.requester_tenant, case.requester) {
+        (Some(_), _) => RequesterKind::Tenant,
+        (None, kind) => kind,
+    };
+    let recorded = Recorded::of(labels);
+    let decided_tenant = match requester {
+        RequesterKind::Tenant => case.requester_tenant,
+        RequesterKind::Trusted => recorded.tenant.or(label_tenant),
+        _ => None,
+    };
+    let cluster: Option<ClusterLookup> = case.cluster.map(|c| {
+        c.map(|owner| owner.map(str::to_string))
+            .map_err(str::to_string)
+    });
     let pod = PodSubject {
         spec: &spec,
         base: "spec",
         meta_base: "metadata",
         labels,
         annotations: StringMap::of(Some(&meta), "annotations"),
-        class: PodClass::User,
-        requester_tenant,
-        label_tenant: labels.get("hub.jupyter.org/username"),
-        tenant_label_key: "hub.jupyter.org/username",
+        class: case.class,
+        requester,
+        requester_tenant: case.requester_tenant,
+        decided_tenant,
+        label_tenant,
+        tenant_label_keys: &tenant_label_keys,
+        recorded,
+        object: &object,
+        object_labels: StringMap::of(object.get("metadata"), "labels"),
+        cluster_lookup: cluster.as_ref(),
     };
     let mut out = Findings::default();
     out.start(check.id);
@@ -123,8 +161,12 @@ pub fn run_defaults(check: &Check, cases: &[DefaultCase]) {
         if spec == original {
             continue;
         }
+        let after = Case {
+            policy: case.policy,
+            ..CASE
+        };
         assert!(
-            evaluate(check, case.policy, spec, "{}", None).is_empty(),
+            evaluate(check, &after, spec).is_empty(),
             "{}: default case '{}' still fails after its default",
             check.id,
             case.name

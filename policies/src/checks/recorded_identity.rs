@@ -1,0 +1,139 @@
+//! One identity per pod: the class and tenant recorded on a pod (or template) by `/mutate`
+//! must be what hubguard decides for its requester. Everything downstream reads that record —
+//! the node agent above all — so a forged record would be a forged class. Tenant names must
+//! also be unambiguous: z2jh names a named server's home `claim-<user>--<server>`, so a tenant
+//! called `alice--gpu` would own Alice's `gpu` home.
+
+use super::{Check, Findings};
+use crate::identity::{is_label_value, parse_class, CLASS_LABEL, TENANT_LABEL};
+use crate::pod::PodSubject;
+use crate::policy::ClassPolicy;
+
+pub const CHECK: Check = Check {
+    id: "recordedIdentity",
+    summary:
+        "the recorded class and tenant are the ones hubguard decides; tenant names are unambiguous",
+    evaluate,
+    apply_default: None,
+};
+
+fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {
+    let class_path = || pod.metadata_path(&format!("labels[{CLASS_LABEL}]"));
+    let tenant_path = || pod.metadata_path(&format!("labels[{TENANT_LABEL}]"));
+    let decided = pod.class.as_str();
+    match pod.recorded.class {
+        Some(recorded) if parse_class(recorded).is_none() => out.add(
+            class_path(),
+            format!("'{recorded}' is not a pod class"),
+            format!("remove the label {CLASS_LABEL}: hubguard records it"),
+        ),
+        Some(recorded) if recorded != decided => out.add(
+            class_path(),
+            format!(
+                "recorded as a {recorded} pod, but hubguard decides {decided} for this requester"
+            ),
+            format!("remove the label {CLASS_LABEL}: hubguard records it"),
+        ),
+        _ => {}
+    }
+    match (pod.recorded.tenant, pod.tenant()) {
+        (Some(recorded), Some(tenant)) if recorded != tenant => out.add(
+            tenant_path(),
+            format!("recorded for tenant {recorded}, but the pod is tenant {tenant}'s"),
+            format!("remove the label {TENANT_LABEL}: hubguard records it"),
+        ),
+        (Some(recorded), None) => out.add(
+            tenant_path(),
+            format!("recorded for tenant {recorded}, but the requester may not create pods for a tenant"),
+            format!("remove the label {TENANT_LABEL}"),
+        ),
+        _ => {}
+    }
+    if let Some(tenant) = pod.tenant() {
+        if tenant.contains("--") {
+            out.add(
+                pod.metadata_path("labels"),
+                format!(
+                    "tenant name {tenant} contains '--', which z2jh puts between a user and a \
+                     server name: it would own another user's named-server home"
+                ),
+                "give the tenant a name without '--' (its service account or username)",
+            );
+        } else if !is_label_value(tenant) {
+            out.add(
+                pod.metadata_path("labels"),
+                format!("tenant name {tenant} cannot be recorded as a label value"),
+                "give the tenant a name of at most 63 letters, digits, '-', '_' and '.'",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{run, Case, CASE};
+    use crate::classify::PodClass;
+    use crate::identity::RequesterKind;
+
+    #[test]
+    fn cases() {
+        run(
+            &CHECK,
+            &[
+                Case {
+                    name: "as recorded by /mutate",
+                    labels: "{hubguard.dev/class: user, hubguard.dev/tenant: alice}",
+                    requester_tenant: Some("alice"),
+                    ..CASE
+                },
+                Case {
+                    name: "not recorded (no /mutate)",
+                    requester_tenant: Some("alice"),
+                    ..CASE
+                },
+                Case {
+                    name: "a tenant records another tenant",
+                    labels: "{hubguard.dev/class: user, hubguard.dev/tenant: bob}",
+                    requester_tenant: Some("alice"),
+                    expect: &["metadata.labels[hubguard.dev/tenant]"],
+                    ..CASE
+                },
+                Case {
+                    name: "a tenant records the platform class",
+                    labels: "{hubguard.dev/class: platform, hubguard.dev/tenant: alice}",
+                    requester_tenant: Some("alice"),
+                    expect: &["metadata.labels[hubguard.dev/class]"],
+                    ..CASE
+                },
+                Case {
+                    name: "a record that names no class",
+                    labels: "{hubguard.dev/class: root}",
+                    requester: RequesterKind::Trusted,
+                    expect: &["metadata.labels[hubguard.dev/class]"],
+                    ..CASE
+                },
+                Case {
+                    name: "an unknown controller records a tenant",
+                    labels: "{hubguard.dev/class: other, hubguard.dev/tenant: bob}",
+                    requester: RequesterKind::Untrusted,
+                    class: PodClass::Other,
+                    expect: &["metadata.labels[hubguard.dev/tenant]"],
+                    ..CASE
+                },
+                Case {
+                    name: "a trusted controller's pod from a tenant's template",
+                    labels: "{hubguard.dev/class: user, hubguard.dev/tenant: alice}",
+                    requester: RequesterKind::Trusted,
+                    ..CASE
+                },
+                Case {
+                    name: "an ambiguous tenant name",
+                    requester_tenant: Some("alice--gpu"),
+                    expect: &["metadata.labels"],
+                    ..CASE
+                },
+            ],
+        );
+    }
+}
