@@ -95,10 +95,12 @@ fn webhook_configurations_fail_closed_only_where_hubguard_governs() {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert_eq!(values, ["kube-system", "hubguard", "monitoring"]);
+        // Exemptions rest on where the request is, never on a label anyone can write.
         let condition = webhook["matchConditions"][0]["expression"]
             .as_str()
             .unwrap();
-        assert!(condition.contains("app.kubernetes.io/name") && condition.contains("\"hubguard\""));
+        assert_eq!(condition, "request.namespace != \"hubguard\"");
+        assert!(!webhook.to_string().contains("object.metadata.labels"));
         assert_eq!(
             webhook["clientConfig"]["service"]["name"],
             "hubguard-webhook"
@@ -120,6 +122,7 @@ fn webhook_configurations_fail_closed_only_where_hubguard_governs() {
     for wanted in [
         "pods",
         "pods/ephemeralcontainers",
+        "pods/resize",
         "pods/exec",
         "pods/attach",
         "deployments",
@@ -221,13 +224,70 @@ fn node_agent_gets_only_the_capabilities_it_needs() {
             {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}
         ])
     );
-    // The webhook: get pods, and its own webhook configurations and Secret by name.
+    // The webhook: get pods and DaskClusters (the exec and worker-group look-ups), and its
+    // own webhook configurations and Secret by name.
     let webhook_role = find(&objects, "ClusterRole", "hubguard-webhook");
     assert_eq!(
-        webhook_role["rules"][0]["verbs"],
-        serde_json::json!(["get"])
+        webhook_role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+            {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskclusters"], "verbs": ["get"]},
+            {"apiGroups": ["admissionregistration.k8s.io"],
+             "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+             "resourceNames": ["hubguard"], "verbs": ["get", "patch"]}
+        ])
     );
-    assert_eq!(webhook_role["rules"][1]["resourceNames"][0], "hubguard");
+}
+
+#[test]
+fn components_never_live_in_the_namespace_they_guard() {
+    let dir = TempDir::new("chart-components-namespace");
+    let chart = root().join(CHART);
+    let template = |sets: &[&str]| {
+        let mut args = vec![
+            "template",
+            "tess",
+            chart.to_str().unwrap(),
+            "--namespace",
+            "tess-private",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        helm(&dir, &args)
+    };
+    // A hub's own hubguard guards the hub's namespace and runs beside it, in a namespace of its
+    // own that the chart creates.
+    let (ok, stdout, stderr) = template(&["scope=releaseNamespace"]);
+    assert!(ok, "{stderr}");
+    let objects = yaml_documents(&stdout);
+    let namespace = find(&objects, "Namespace", "tess-private-hubguard");
+    assert_eq!(namespace["metadata"]["name"], "tess-private-hubguard");
+    for o in &objects {
+        let ns = o["metadata"]["namespace"].as_str();
+        assert!(
+            ns.is_none() || ns == Some("tess-private-hubguard"),
+            "{} {} in {ns:?}",
+            o["kind"],
+            o["metadata"]["name"]
+        );
+    }
+    let webhook = &find(&objects, "ValidatingWebhookConfiguration", "tess-hubguard")["webhooks"][0];
+    assert_eq!(
+        webhook["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["tess-private"])
+    );
+    assert_eq!(
+        webhook["matchConditions"][0]["expression"],
+        "request.namespace != \"tess-private-hubguard\""
+    );
+    // Putting the components in the guarded namespace is refused, saying why.
+    let (ok, _, stderr) = template(&["scope=releaseNamespace", "componentsNamespace=tess-private"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("hubguard's components must live where tenants cannot create pods"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -178,6 +178,30 @@ fn hubguard_behind_a_real_api_server() {
         "the mutation was applied by the API server"
     );
 
+    // --- What the corpus attacks point at: a priority class of the platform's, and Bob's
+    // DaskCluster (created by an administrator for Bob, so recorded as his).
+    plane.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: platform-critical}\nvalue: 1000000\n"),
+    );
+    plane.kubectl_stdin(
+        &["create", "-n", NS, "-f", "-"],
+        Some("apiVersion: kubernetes.dask.org/v1\nkind: DaskCluster\nmetadata:\n  name: bob-analysis\n  labels: {hub.jupyter.org/username: bob}\nspec:\n  worker:\n    spec:\n      automountServiceAccountToken: false\n      containers: [{name: worker, image: ghcr.io/dask/dask:2026.3.0, resources: {limits: {cpu: '1', memory: 2Gi}}}]\n"),
+    );
+    let recorded = plane.kubectl(&[
+        "get",
+        "daskcluster",
+        "bob-analysis",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.worker.metadata.labels.hubguard\\.dev/tenant}",
+    ]);
+    assert_eq!(
+        recorded, "bob",
+        "/mutate recorded Bob on his workers' template"
+    );
+
     // --- Every attack the corpus makes as Alice is refused with hubguard's message.
     let mut refused = Vec::new();
     let mut attacks: Vec<_> = std::fs::read_dir(root().join("tests/corpus/attack"))
@@ -213,9 +237,80 @@ fn hubguard_behind_a_real_api_server() {
     for must in [
         "privileged-deployment.yaml",
         "daskcluster-privileged-worker.yaml",
+        "forged-exemption-label.yaml",
+        "service-account-hub.yaml",
+        "secret-hub-env.yaml",
+        "ephemeral-clone-other-home.yaml",
+        "daskworkergroup-other-tenant-cluster.yaml",
+        "recorded-identity-forged.yaml",
+        "host-probe-metadata.yaml",
     ] {
         assert!(refused.iter().any(|r| r == must), "{must} not exercised");
     }
+
+    // --- A tenant's own pod carries the identity /mutate recorded for its requester.
+    let record = plane.kubectl(&[
+        "get",
+        "pod",
+        "alice-helper",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.metadata.labels.hubguard\\.dev/class}/{.metadata.labels.hubguard\\.dev/tenant}",
+    ]);
+    assert_eq!(record, "user/alice");
+
+    // --- An in-place resize to 64 CPUs is judged like a create.
+    let resize = plane.kubectl_as(
+        &alice,
+        &[
+            "patch", "pod", "alice-helper", "-n", NS, "--subresource", "resize", "-p",
+            r#"{"spec":{"containers":[{"name":"main","resources":{"limits":{"cpu":"64"},"requests":{"cpu":"64"}}}]}}"#,
+        ],
+        None,
+    );
+    let (_, stderr) = text(&resize);
+    assert!(!resize.status.success(), "resized to 64 CPUs");
+    assert!(
+        stderr.contains(WEBHOOK_DENIED) && stderr.contains("[resources]"),
+        "{stderr}"
+    );
+
+    // --- hubguard's own accounts are out of a tenant's reach: their namespace is not the
+    // tenants', and the tenant's RBAC gives no token and no webhook configuration.
+    let token = plane.kubectl_as(
+        &alice,
+        &["create", "token", "hubguard-webhook", "-n", RELEASE],
+        None,
+    );
+    assert!(!token.status.success(), "a tenant minted hubguard's token");
+    assert!(text(&token).1.contains("forbidden"), "{}", text(&token).1);
+    let patch = plane.kubectl_as(
+        &alice,
+        &[
+            "patch",
+            "validatingwebhookconfiguration",
+            RELEASE,
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/webhooks/0/rules"}]"#,
+        ],
+        None,
+    );
+    assert!(
+        !patch.status.success(),
+        "a tenant patched the webhook configuration"
+    );
+    assert!(text(&patch).1.contains("forbidden"), "{}", text(&patch).1);
+    let as_hubguard = plane.kubectl_as(
+        &alice,
+        &["create", "-n", NS, "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: as-hubguard, labels: {hub.jupyter.org/username: alice}}\nspec:\n  serviceAccountName: hubguard-webhook\n  containers: [{name: c, image: ghcr.io/tess-platform/tess-notebook:2026.11.0}]\n"),
+    );
+    assert!(
+        !as_hubguard.status.success(),
+        "a pod ran as hubguard's account"
+    );
 
     // --- Exec into another tenant's pod is refused; into one's own reaches the node.
     let out = create(&hub, &root().join("tests/fixtures/e2e/bob-notebook.yaml"));

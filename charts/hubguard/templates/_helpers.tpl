@@ -22,6 +22,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/*
+Where hubguard's own components run. With scope cluster: the release namespace, which the
+webhook never judges. With scope releaseNamespace the release namespace is the tenants' (the
+hub's), so the components go to a namespace of their own: a namespace where tenants can create
+pods must never hold pods that hubguard leaves unjudged, nor its service accounts.
+*/}}
+{{- define "hubguard.namespace" -}}
+{{- $ns := .Values.componentsNamespace -}}
+{{- if not $ns -}}
+{{- $ns = ternary (printf "%s-hubguard" .Release.Namespace) .Release.Namespace (eq .Values.scope "releaseNamespace") -}}
+{{- end -}}
+{{- if and (eq .Values.scope "releaseNamespace") (eq $ns .Release.Namespace) -}}
+{{- fail (printf "componentsNamespace %q is the namespace hubguard guards (scope releaseNamespace): hubguard's components must live where tenants cannot create pods; leave componentsNamespace empty (%s-hubguard) or name another namespace" $ns .Release.Namespace) -}}
+{{- end -}}
+{{- $ns -}}
+{{- end -}}
+
 {{- define "hubguard.tlsSecret" -}}
 {{ .Values.tls.secretName | default (printf "%s-webhook-tls" (include "hubguard.fullname" .)) }}
 {{- end -}}
@@ -55,7 +72,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Namespaces the API server never sends to the webhook. */}}
 {{- define "hubguard.excludedNamespaces" -}}
-{{- $list := list "kube-system" .Release.Namespace -}}
+{{- $list := list "kube-system" (include "hubguard.namespace" .) -}}
 {{- range .Values.webhook.excludeNamespaces }}{{ $list = append $list . }}{{ end -}}
 {{ toJson ($list | uniq) }}
 {{- end -}}
