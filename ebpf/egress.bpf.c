@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //
 // hubguard's egress programs: run on every connect() and unconnected sendmsg() of a process
-// under an attach point (the pods' cgroup tree, or a standalone hub's user cgroups) and
-// answer allow or deny (EPERM). The maps hold the whole policy; the node agent decides what
-// goes in them. The kernel side only looks up and reports.
+// under an attach point (the pods' cgroup tree, or a standalone hub's user cgroups), and on
+// every IPv4/IPv6 socket it creates, and answer allow or deny (EPERM). The maps hold the whole
+// policy; the node agent decides what goes in them. The kernel side only looks up and reports.
 //
-// Order of a decision: loopback is always allowed; otherwise the destination is looked up in
-// the trie of the class that owns the calling cgroup (a cgroup the agent has not mapped yet
-// gets class 0, the strictest); the entry found says which ports and protocols it allows and
-// whether it is a metadata endpoint (for the reason reported).
+// Order of a decision: loopback is always allowed; an IPv6 address that carries an IPv4
+// address the network delivers to (v4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4) is
+// judged as that IPv4 address; otherwise the destination is looked up in the trie of the
+// class that owns the calling cgroup (a cgroup the agent has not mapped yet gets class 0, the
+// strictest); the entry found says which ports and protocols it allows and whether it is a
+// credential endpoint (for the reason reported).
+//
+// Sockets that no connect hook sees — raw sockets, and ICMP echo ("ping") datagram sockets,
+// whose sendto() passes no sendmsg hook — are refused at creation unless the caller's class
+// may use them.
 
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -20,19 +27,31 @@
 #define MAX_CLASSES 8
 #define CLASS_UNMAPPED 0
 
-// Why a destination was denied. 0 counts events lost because the ring buffer was full.
+#ifndef SOCK_RAW
+#define SOCK_RAW 3
+#endif
+#define PROTO_ICMPV6 58
+
+// Why a destination was denied. 0 counts events lost because the ring buffer was full;
+// REASON_GRANT_USED counts connects a credential grant allowed (not a denial).
 #define REASON_EVENT_LOST 0
 #define REASON_METADATA 1
 #define REASON_DESTINATION 2
 #define REASON_PORT 3
-#define REASONS 4
+#define REASON_SOCKET 4
+#define REASON_GRANT_USED 5
+#define REASONS 6
 
 // rule.flags
-#define RULE_METADATA 1 // the prefix is a cloud metadata endpoint
+#define RULE_METADATA 1 // the prefix is a cloud credential endpoint
 #define RULE_ANY_PORT 2 // every port and protocol is allowed
+#define RULE_GRANT 4 // a credential endpoint the policy grants this class: counted when used
 
 // settings.flags
 #define SETTING_DRY_RUN 1 // report what would be denied, deny nothing
+
+// class_flags values
+#define CLASS_RAW_SOCKETS 1 // raw and ICMP echo sockets may be created
 
 struct port_range {
 	__u16 first;
@@ -115,6 +134,15 @@ struct {
 	__type(value, struct rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6_rules SEC(".maps");
+
+// Key: class id. Value: CLASS_* flags of what the class may do beyond its egress rules.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CLASSES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} class_flags SEC(".maps");
 
 // Key: 0. Value: agent-wide settings.
 struct {
@@ -217,13 +245,19 @@ static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u
 	return 0;
 }
 
+static __always_inline void count(__u32 class_id, __u32 reason);
+
 // 0 when allowed, else the reason.
-static __always_inline int judge(const struct rule *rule, __u16 port, __u8 protocol)
+static __always_inline int judge(const struct rule *rule, __u32 class_id, __u16 port,
+				 __u8 protocol)
 {
 	if (!rule)
 		return REASON_DESTINATION;
-	if (port_allowed(rule, port, protocol))
+	if (port_allowed(rule, port, protocol)) {
+		if (rule->flags & RULE_GRANT)
+			count(class_id, REASON_GRANT_USED);
 		return 0;
+	}
 	if (rule->flags & RULE_METADATA)
 		return REASON_METADATA;
 	return rule->count ? REASON_PORT : REASON_DESTINATION;
@@ -274,18 +308,27 @@ static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
 	__u8 dry_run;
 	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
 	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
-	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), port, protocol);
+	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), class_id, port, protocol);
 	__u32 addrs[4] = { addr, 0, 0, 0 };
 	return verdict(reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
 }
 
 static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protocol)
 {
-	// v4-mapped (::ffff:a.b.c.d) reaches the IPv4 address: the IPv4 rules apply.
-	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff))
-		return decide_v4(addr[3], port, protocol);
 	if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1))
 		return 1;
+	// Forms that deliver to an IPv4 address are judged as it (policies/src/egress.rs,
+	// embedded_ipv4, is the same rule): v4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d,
+	// NAT64 64:ff9b::a.b.c.d (a translator on an IPv6-only cluster forwards it), and 6to4
+	// 2002:aabb:ccdd::/48.
+	if (addr[0] == 0 && addr[1] == 0 && (addr[2] == bpf_htonl(0x0000ffff) || addr[2] == 0))
+		return decide_v4(addr[3], port, protocol);
+	if (addr[0] == bpf_htonl(0x0064ff9b) && addr[1] == 0 && addr[2] == 0)
+		return decide_v4(addr[3], port, protocol);
+	if ((bpf_ntohl(addr[0]) >> 16) == 0x2002) {
+		__u32 v4 = (bpf_ntohl(addr[0]) << 16) | (bpf_ntohl(addr[1]) >> 16);
+		return decide_v4(bpf_htonl(v4), port, protocol);
+	}
 	__u64 cgroup_id;
 	__u8 dry_run;
 	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
@@ -294,7 +337,7 @@ static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protoco
 	key.addr[1] = addr[1];
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
-	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), port, protocol);
+	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), class_id, port, protocol);
 	return verdict(reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
 }
 
@@ -330,6 +373,26 @@ SEC("cgroup/sendmsg6")
 int hubguard_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return from_ctx_v6(ctx);
+}
+
+// Raw sockets (any protocol) and ICMP echo datagram sockets: what they send passes no connect
+// or sendmsg hook, so a class that may not use them cannot create them. Other families (a
+// packet socket needs CAP_NET_RAW, which the restricted level drops) never reach this hook.
+SEC("cgroup/sock_create")
+int hubguard_sock_create(struct bpf_sock *sk)
+{
+	int icmp = sk->protocol == IPPROTO_ICMP || sk->protocol == PROTO_ICMPV6;
+	if (sk->type != SOCK_RAW && !icmp)
+		return 1;
+	__u64 cgroup_id;
+	__u8 dry_run;
+	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
+	__u32 *flags = bpf_map_lookup_elem(&class_flags, &class_id);
+	if (flags && (*flags & CLASS_RAW_SOCKETS))
+		return 1;
+	__u32 none[4] = { 0, 0, 0, 0 };
+	return verdict(REASON_SOCKET, cgroup_id, class_id, dry_run, sk->family == 10 ? 6 : 4,
+		       none, 0, (__u8)sk->protocol);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

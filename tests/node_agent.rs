@@ -9,7 +9,8 @@ mod support;
 use std::path::Path;
 
 use support::node::{
-    assert_probes, require_root, uninstall, Agent, Netns, Pins, Servers, TestCgroup,
+    assert_probes, assert_probes_as, require_root, uninstall, Agent, Netns, Pins, Servers,
+    TestCgroup,
 };
 use support::TempDir;
 
@@ -200,7 +201,7 @@ fn standalone_agent_enforces_survives_a_kill_and_uninstalls() {
     let _ = policy_file(&dir);
     let second = Agent::start(&standalone_args(&policy, &users_arg, &pins));
     assert!(
-        second.log().contains(r#""attached":0,"adopted":4"#),
+        second.log().contains(r#""attached":0,"adopted":5"#),
         "the restarted agent adopts the pinned links:\n{}",
         second.log()
     );
@@ -358,4 +359,169 @@ fn two_agents_on_one_cgroup_both_apply() {
         "the first agent alone",
     );
     drop(first);
+}
+
+/// Addresses for the ways around the socket hooks: every credential endpoint, and IPv6 forms
+/// that carry an IPv4 address (NAT64, IPv4-compatible, 6to4) or cannot be read back (Teredo,
+/// local-use NAT64). All on the namespace's `lo`, each with a listener.
+const AROUND_ADDRESSES: &[&str] = &[
+    "169.254.169.254/32",
+    "fd00:ec2::254/128",
+    "169.254.170.2/32",
+    "169.254.170.23/32",
+    "fd00:ec2::23/128",
+    "fd20:ce::254/128",
+    "100.100.100.200/32",
+    "169.254.0.23/32",
+    "198.51.100.10/32",
+    "2001:db8::10/128",
+    "10.20.0.10/32",
+    "10.96.0.10/32",
+    "64:ff9b::a9fe:a9fe/128",   // NAT64 → 169.254.169.254
+    "64:ff9b::a14:a/128",       // NAT64 → 10.20.0.10
+    "64:ff9b::c633:640a/128",   // NAT64 → 198.51.100.10, public
+    "::a9fe:a9fe/128",          // IPv4-compatible → 169.254.169.254
+    "2002:a9fe:a9fe::1/128",    // 6to4 → 169.254.169.254
+    "2002:a14:a::1/128",        // 6to4 → 10.20.0.10
+    "2001:0:a9fe:a9fe::1/128",  // Teredo
+    "64:ff9b:1::a9fe:a9fe/128", // local-use NAT64
+];
+
+/// Credential endpoints: refused for every class, the one with no egress rules included.
+const CREDENTIAL_PROBES: &[&str] = &[
+    "tcp:169.254.169.254:80",
+    "tcp:[fd00:ec2::254]:80",
+    "tcp:169.254.170.2:80",
+    "tcp:169.254.170.23:80",
+    "tcp:[fd00:ec2::23]:80",
+    "tcp:[fd20:ce::254]:80",
+    "tcp:100.100.100.200:80",
+    "tcp:169.254.0.23:80",
+    "tcp:[64:ff9b::a9fe:a9fe]:80",
+    "tcp:[::a9fe:a9fe]:80",
+    "tcp:[2002:a9fe:a9fe::1]:80",
+    "udp:[64:ff9b::a9fe:a9fe]:80",
+];
+
+/// Forms of private and non-public destinations for the user class (public web only).
+const FORM_PROBES: &[(&str, &str)] = &[
+    ("tcp:[64:ff9b::a14:a]:443", "EPERM"),
+    ("tcp:[2002:a14:a::1]:443", "EPERM"),
+    ("tcp:[2001:0:a9fe:a9fe::1]:443", "EPERM"),
+    ("tcp:[64:ff9b:1::a9fe:a9fe]:443", "EPERM"),
+    ("tcp:[64:ff9b::c633:640a]:443", "ok"),
+];
+
+/// ICMP echo to the metadata, a private and a public address, both families.
+const ECHO_TARGETS: &[&str] = &[
+    "169.254.169.254",
+    "10.20.0.10",
+    "198.51.100.10",
+    "fd00:ec2::254",
+    "2001:db8::10",
+];
+
+fn echo_probes(kind: &str) -> Vec<String> {
+    ECHO_TARGETS.iter().map(|a| format!("{kind}:{a}")).collect()
+}
+
+fn expect_all<'a>(probes: &'a [String], want: &'a str) -> Vec<(&'a str, &'a str)> {
+    probes.iter().map(|p| (p.as_str(), want)).collect()
+}
+
+#[test]
+fn nothing_goes_around_the_socket_hooks() {
+    require_root();
+    let ns = Netns::isolated("around", AROUND_ADDRESSES);
+    let mut endpoints: Vec<String> = CREDENTIAL_PROBES.iter().map(|p| p.to_string()).collect();
+    endpoints.extend(FORM_PROBES.iter().map(|(p, _)| p.to_string()));
+    endpoints.push("tcp:10.20.0.10:80".into());
+    let endpoint_refs: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let _servers = Servers::start(&ns, &endpoint_refs);
+    let cgroups = TestCgroup::new("around");
+    let users = cgroups.child("users");
+    let alice = cgroups.child("users/alice");
+    let platform = cgroups.child("platform");
+    let service = cgroups.child("platform/service");
+    let dir = TempDir::new("node-agent-around");
+    let policy = policy_file(&dir);
+    let pin_guard = Pins::new("around");
+    let pins = pin_guard.0.clone();
+
+    let pings = echo_probes("ping");
+    let raws = echo_probes("raw");
+    let tcp: Vec<(&str, &str)> = endpoint_refs.iter().map(|p| (*p, "ok")).collect();
+
+    // Without the agent every probe reaches its listener (or the kernel's echo reply), as an
+    // unprivileged uid (ICMP echo sockets) and as root (raw sockets too).
+    assert_probes(&ns, &alice, &tcp, "baseline, no agent");
+    assert_probes_as(
+        &ns,
+        &alice,
+        Some(1000),
+        &expect_all(&pings, "ok"),
+        "baseline ping, uid 1000",
+    );
+    assert_probes(
+        &ns,
+        &alice,
+        &expect_all(&pings, "ok"),
+        "baseline ping, root",
+    );
+    assert_probes(&ns, &alice, &expect_all(&raws, "ok"), "baseline raw, root");
+
+    let users_arg = format!("{}=user", users.display());
+    let platform_arg = format!("{}=platform", platform.display());
+    let mut args = standalone_args(&policy, &users_arg, &pins);
+    args.extend(["--cgroup", platform_arg.as_str()]);
+    let agent = Agent::start(&args);
+
+    // The user class: no echo or raw socket is even created, unprivileged or not.
+    assert_probes_as(
+        &ns,
+        &alice,
+        Some(1000),
+        &expect_all(&pings, "EPERM"),
+        "user ping, uid 1000",
+    );
+    assert_probes(
+        &ns,
+        &alice,
+        &expect_all(&pings, "EPERM"),
+        "user ping, CAP_NET_RAW",
+    );
+    assert_probes(
+        &ns,
+        &alice,
+        &expect_all(&raws, "EPERM"),
+        "user raw, CAP_NET_RAW",
+    );
+    // Every credential endpoint and every form that carries one, for the user class and for
+    // the platform class, which has no egress rules at all.
+    let refused: Vec<(&str, &str)> = CREDENTIAL_PROBES.iter().map(|p| (*p, "EPERM")).collect();
+    assert_probes(&ns, &alice, &refused, "credential endpoints, user");
+    assert_probes(&ns, &service, &refused, "credential endpoints, platform");
+    assert_probes(&ns, &alice, FORM_PROBES, "IPv4 inside IPv6, user");
+    // The platform class is not egress-filtered: anything else, and ICMP, goes.
+    assert_probes(
+        &ns,
+        &service,
+        &[
+            ("tcp:10.20.0.10:80", "ok"),
+            ("tcp:[64:ff9b::a14:a]:443", "ok"),
+        ],
+        "platform elsewhere",
+    );
+    assert_probes(&ns, &service, &expect_all(&pings, "ok"), "platform ping");
+
+    let metrics = agent.metrics();
+    assert!(
+        metrics.sum(
+            "hubguard_node_agent_kernel_denials_total",
+            &[("pod_class", "user"), ("reason", "socket")]
+        ) >= 15.0,
+        "socket refusals counted"
+    );
+    drop(agent);
+    uninstall(&pins);
 }

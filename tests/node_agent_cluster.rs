@@ -1,6 +1,7 @@
-//! The node agent in a cluster: the real kube-apiserver (tests/controlplane), pods bound to
-//! this node by `spec.nodeName`, and cgroup directories laid out as kubelet lays them out with
-//! the cgroupfs and the systemd drivers. The agent runs under the chart's own RBAC; probes run
+//! The node agent in a cluster: the real kube-apiserver (tests/controlplane) with hubguard's
+//! webhook registered by the chart, pods bound to this node, and cgroup directories laid out as
+//! kubelet lays them out with the cgroupfs and the systemd drivers. The agent runs under the
+//! chart's own RBAC and classes pods by the identity admission recorded on them; probes run
 //! from the pods' container cgroups inside an isolated namespace with only `lo`.
 
 mod support;
@@ -11,7 +12,7 @@ use support::controlplane::ControlPlane;
 use support::node::{
     assert_probes, require_root, uninstall, Agent, Netns, Pins, Servers, TestCgroup,
 };
-use support::{root, TempDir};
+use support::{free_port, root, TempDir, Webhook};
 
 const NODE: &str = "node-a";
 
@@ -46,7 +47,37 @@ metadata: {name: hub, namespace: tess-public}
 spec:
   clusterIP: 10.96.5.5
   ports: [{name: api, port: 8081}]
+---
+# A tenant whose account may create pods, and nothing else.
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: user-dora, namespace: tess-public}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: notebook, namespace: tess-public}
+rules: [{apiGroups: [""], resources: [pods], verbs: [create, get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: notebook, namespace: tess-public}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: notebook}
+subjects: [{kind: ServiceAccount, name: user-dora, namespace: tess-public}]
 "#;
+
+/// A pod that passes the tess-public user class, with no labels at all: its class and tenant
+/// come from whoever creates it.
+const TENANT_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: dora-notebook, namespace: tess-public}\nspec:\n  automountServiceAccountToken: false\n  containers: [{name: main, image: quay.io/jupyterhub/k8s-singleuser-sample:4.4.0, resources: {limits: {cpu: '1', memory: 1Gi}}}]\n";
+
+/// Binds a pod to a node as the scheduler would (the binding subresource): tenants may not
+/// set `nodeName` themselves.
+fn bind(plane: &ControlPlane, namespace: &str, name: &str, node: &str) {
+    let binding = format!(
+        r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{name}"}},"target":{{"apiVersion":"v1","kind":"Node","name":"{node}"}}}}"#
+    );
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/binding");
+    plane.kubectl_stdin(&["create", "--raw", &path, "-f", "-"], Some(&binding));
+}
 
 fn pod(namespace: &str, name: &str, node: &str, labels: &str) -> String {
     format!(
@@ -73,8 +104,10 @@ const ENDPOINTS: &[&str] = &[
 /// What each class may reach under the tess-public preset (probe order as ENDPOINTS).
 const USER: [&str; 5] = ["EPERM", "ok", "ok", "ok", "EPERM"];
 const PLATFORM: [&str; 5] = ["EPERM", "ok", "ok", "ok", "ok"];
-const EXEMPT: [&str; 5] = ["ok", "ok", "ok", "ok", "ok"];
+/// Ungoverned namespaces: anything but the credential endpoints.
+const EXEMPT: [&str; 5] = ["EPERM", "ok", "ok", "ok", "ok"];
 const UNMAPPED: [&str; 5] = ["EPERM", "EPERM", "ok", "EPERM", "EPERM"];
+const NO_AGENT: [&str; 5] = ["ok", "ok", "ok", "ok", "ok"];
 
 fn expect(outcomes: [&'static str; 5]) -> Vec<(&'static str, &'static str)> {
     ENDPOINTS.iter().copied().zip(outcomes).collect()
@@ -154,44 +187,88 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             "apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\nspec:\n  taints:\n    - {{key: hubguard.dev/agent-not-ready, value: 'true', effect: NoSchedule}}\n    - {{key: hub.jupyter.org/dedicated, value: user, effect: NoSchedule}}\n"
         )),
     );
+    // Before hubguard: pods as admission would have recorded them (alice, the hub), and one
+    // with no record at all (a pod from before hubguard, whatever its labels claim).
     let pods = [
         pod(
             "tess-public",
             "jupyter-alice",
             NODE,
-            "{component: singleuser-server, hub.jupyter.org/username: alice}",
+            "{component: singleuser-server, hub.jupyter.org/username: alice, hubguard.dev/class: user, hubguard.dev/tenant: alice}",
         ),
-        pod("tess-public", "hub", NODE, "{component: hub}"),
+        pod(
+            "tess-public",
+            "hub",
+            NODE,
+            "{component: hub, hubguard.dev/class: platform}",
+        ),
+        pod("tess-public", "legacy", NODE, "{component: hub}"),
         pod("kube-system", "coredns", NODE, "{k8s-app: kube-dns}"),
         pod(
             "tess-public",
             "jupyter-carol",
             "node-b",
-            "{component: singleuser-server}",
+            "{component: singleuser-server, hubguard.dev/class: user}",
         ),
     ];
     plane.kubectl_stdin(&["apply", "-f", "-"], Some(&pods.join("---\n")));
 
-    // The agent acts as the chart's node-agent service account, with the chart's RBAC.
+    // hubguard installed by the chart: its RBAC (the agent acts as the chart's node-agent
+    // account) and its webhook configurations, pointing at a webhook running here.
+    let port = free_port();
     let chart = root().join("charts/hubguard");
-    let rbac = plane.helm(&[
-        "template",
+    let install = plane.helm(&[
+        "install",
         "hubguard",
         chart.to_str().unwrap(),
         "-n",
         "hubguard",
-        "--show-only",
-        "templates/rbac.yaml",
+        "--set",
+        "policy.preset=tess-public",
+        "--set",
+        &format!("webhook.url=https://127.0.0.1:{port}"),
     ]);
     assert!(
-        rbac.status.success(),
+        install.status.success(),
         "{}",
-        String::from_utf8_lossy(&rbac.stderr)
+        String::from_utf8_lossy(&install.stderr)
     );
-    plane.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&String::from_utf8_lossy(&rbac.stdout)),
+    let webhook_sa = plane.kubeconfig_for("hubguard", "hubguard-webhook");
+    let webhook = Webhook::start_on(
+        "policies/tess-public.yaml",
+        port,
+        false,
+        &[
+            "--kubeconfig",
+            webhook_sa.to_str().unwrap(),
+            "--manage-tls-secret",
+            "hubguard/hubguard-webhook-tls",
+            "--manage-tls-name",
+            "127.0.0.1",
+            "--manage-webhook-configuration",
+            "hubguard",
+        ],
     );
+    // A tenant creates a pod with no labels: /mutate records the identity its requester
+    // decides, and the agent reads exactly that.
+    let dora = plane.kubeconfig_for("tess-public", "user-dora");
+    let created = plane.kubectl_as(&dora, &["create", "-f", "-"], Some(TENANT_POD));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let record = plane.kubectl(&[
+        "get",
+        "pod",
+        "-n",
+        "tess-public",
+        "dora-notebook",
+        "-o",
+        "jsonpath={.metadata.labels.hubguard\\.dev/class}/{.metadata.labels.hubguard\\.dev/tenant}",
+    ]);
+    assert_eq!(record, "user/dora", "the identity admission recorded");
+    bind(&plane, "tess-public", "dora-notebook", NODE);
     let kubeconfig = plane.kubeconfig_for("hubguard", "hubguard-node-agent");
 
     let ns = Netns::isolated("cluster", ADDRESSES);
@@ -214,6 +291,18 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             Qos::Guaranteed,
             &uid(&plane, "tess-public", "hub"),
         );
+        let legacy = container_cgroup(
+            &tree,
+            driver,
+            Qos::BestEffort,
+            &uid(&plane, "tess-public", "legacy"),
+        );
+        let dora = container_cgroup(
+            &tree,
+            driver,
+            Qos::Guaranteed,
+            &uid(&plane, "tess-public", "dora-notebook"),
+        );
         let coredns = container_cgroup(
             &tree,
             driver,
@@ -229,7 +318,12 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         let pin_guard = Pins::new(&format!("cluster-{driver:?}").to_lowercase());
         let pins = pin_guard.0.clone();
 
-        assert_probes(&ns, &alice, &expect(EXEMPT), &context("baseline, no agent"));
+        assert_probes(
+            &ns,
+            &alice,
+            &expect(NO_AGENT),
+            &context("baseline, no agent"),
+        );
         let agent = Agent::start(&[
             "--policy",
             policy.to_str().unwrap(),
@@ -267,7 +361,7 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             |class: &str| samples.sum("hubguard_egress_policy_pods", &[("pod_class", class)]);
         assert_eq!(
             (pods_of("user"), pods_of("platform"), pods_of("exempt")),
-            (1.0, 1.0, 1.0),
+            (2.0, 1.0, 1.0),
             "{}: pods mapped per class (carol is on another node)\n{}",
             context("metrics"),
             agent.log()
@@ -288,6 +382,25 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         assert_probes(&ns, &alice, &expect(USER), &context("alice, a user pod"));
         assert_probes(
             &ns,
+            &dora,
+            &expect(USER),
+            &context("dora's unlabelled pod: the class admission gave it"),
+        );
+        assert_probes(
+            &ns,
+            &legacy,
+            &expect(UNMAPPED),
+            &context("a pod with no recorded identity: strictest, whatever its labels"),
+        );
+        assert_eq!(
+            agent
+                .metrics()
+                .sum("hubguard_node_agent_unrecorded_pods", &[]),
+            1.0,
+            "the unrecorded pod is counted"
+        );
+        assert_probes(
+            &ns,
             &hub,
             &expect(PLATFORM),
             &context("the hub, a platform pod"),
@@ -305,17 +418,16 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             &context("a pod the API server does not know"),
         );
 
-        // A pod bound after the agent started: strictest until mapped, then its class.
+        // A pod the hub spawns after the agent started, through the webhook (which records
+        // it as bob's user pod): strictest until mapped, then its class.
         let bob_pod = format!("bob-{driver:?}").to_lowercase();
         plane.kubectl_stdin(
-            &["apply", "-f", "-"],
-            Some(&pod(
-                "tess-public",
-                &bob_pod,
-                NODE,
-                "{component: singleuser-server}",
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {bob_pod}, namespace: tess-public, labels: {{component: singleuser-server, hub.jupyter.org/username: bob}}}}\nspec:\n  automountServiceAccountToken: false\n  containers: [{{name: main, image: quay.io/jupyterhub/k8s-singleuser-sample:4.4.0, resources: {{limits: {{cpu: '1', memory: 1Gi}}}}}}]\n"
             )),
         );
+        bind(&plane, "tess-public", &bob_pod, NODE);
         let bob = container_cgroup(
             &tree,
             driver,
@@ -323,7 +435,7 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             &uid(&plane, "tess-public", &bob_pod),
         );
         agent.wait_metrics("bob mapped", |m| {
-            m.sum("hubguard_egress_policy_pods", &[("pod_class", "user")]) == 2.0
+            m.sum("hubguard_egress_policy_pods", &[("pod_class", "user")]) == 3.0
         });
         assert_probes(
             &ns,
@@ -335,7 +447,7 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             m.sum(
                 "hubguard_metadata_denied_total",
                 &[("namespace", "tess-public"), ("pod_class", "user")],
-            ) == 2.0
+            ) == 3.0
         });
         assert_eq!(
             metadata_denials.sum(
@@ -344,16 +456,17 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             ),
             1.0
         );
-        // A pod whose class changes (its labels, here) gets the new class at once: the
-        // programs' per-cgroup class cache is invalidated when the agent changes the map.
-        let relabel = |component: &str, platform_pods: f64, outcomes, what: &str| {
+        // A pod whose recorded class changes (an administrator relabels it) gets the new class
+        // at once: the programs' per-cgroup class cache is invalidated when the agent changes
+        // the map.
+        let relabel = |label: &str, platform_pods: f64, outcomes, what: &str| {
             plane.kubectl(&[
                 "label",
                 "pod",
                 "-n",
                 "tess-public",
                 "hub",
-                &format!("component={component}"),
+                label,
                 "--overwrite",
             ]);
             agent.wait_metrics(what, |m| {
@@ -362,12 +475,17 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
             assert_probes(&ns, &hub, &expect(outcomes), &context(what));
         };
         relabel(
-            "singleuser-server",
+            "hubguard.dev/class-",
             0.0,
-            USER,
-            "the hub pod, relabelled as a user pod",
+            UNMAPPED,
+            "the hub pod, its record removed",
         );
-        relabel("hub", 1.0, PLATFORM, "the hub pod, labelled back");
+        relabel(
+            "hubguard.dev/class=platform",
+            1.0,
+            PLATFORM,
+            "the hub pod, recorded again",
+        );
         // No kubelet here to confirm the deletion: force it.
         plane.kubectl(&[
             "delete",
@@ -383,9 +501,10 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         assert_probes(
             &ns,
             &stranger,
-            &expect(EXEMPT),
+            &expect(NO_AGENT),
             &context("after --uninstall"),
         );
     }
+    drop(webhook);
     drop(dir);
 }

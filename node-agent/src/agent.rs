@@ -19,7 +19,8 @@ use crate::cluster::{SharedInventory, Watches};
 use crate::desired::{self, Plan};
 use crate::events::{self, DenialSink, Owners};
 use crate::kernel::{
-    Desired, Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_METADATA,
+    Desired, Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_GRANT_USED,
+    REASON_METADATA, REASON_SOCKET,
 };
 use crate::metrics::{self, AgentMetrics, Readiness};
 use crate::node_taint;
@@ -277,6 +278,7 @@ struct SyncState {
     complete: bool,
     unresolved_destinations: BTreeSet<String>,
     unresolved_pods: Vec<String>,
+    unrecorded_pods: Vec<String>,
     /// Bumped on every policy reload.
     policy_generation: u64,
     /// The last compilation and what it was compiled from: 10,000 rules are compiled once,
@@ -295,20 +297,23 @@ fn sync(
     owners: &Owners,
     state: &mut SyncState,
 ) -> Result<(), AgentError> {
-    let (mapped, unresolved, resolved, complete) = match (cluster, &config.source) {
+    let (cgroups, resolved, complete) = match (cluster, &config.source) {
         (Some(c), _) => {
             let inventory = c.inventory.lock().expect("inventory lock");
-            let (mapped, unresolved) =
+            let cgroups =
                 desired::cluster_cgroups(policy, &inventory, &c.pods_tree, c.own_cgroup.as_deref());
             let resolved = desired::cluster_resolved(policy, &inventory);
             let complete = inventory.node_pods_listed && inventory.services_listed;
-            (mapped, unresolved, resolved, complete)
+            (cgroups, resolved, complete)
         }
         (None, Source::Standalone { cgroups }) => {
-            let mapped = desired::standalone_cgroups(cgroups)?;
+            let cgroups = desired::Cgroups {
+                mapped: desired::standalone_cgroups(cgroups)?,
+                ..desired::Cgroups::default()
+            };
             let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let resolved = desired::standalone_resolved(policy, &resolv_conf);
-            (mapped, Vec::new(), resolved, true)
+            (cgroups, resolved, true)
         }
         (None, Source::Cluster { .. }) => unreachable!("a cluster source has its inventory"),
     };
@@ -321,7 +326,7 @@ fn sync(
         state.compiled = Some((state.policy_generation, resolved, compiled));
     }
     let (_, _, compiled) = state.compiled.as_ref().expect("compiled above");
-    let plan: Plan = desired::plan(compiled, mapped, unresolved, config.dry_run);
+    let plan: Plan = desired::plan(compiled, cgroups, config.dry_run);
 
     let unchanged = matches!(&state.applied, Some((desired, at)) if *desired == plan.desired && at.elapsed() < FULL_SYNC_EVERY);
     if !unchanged || !complete {
@@ -352,6 +357,15 @@ fn sync(
     metrics
         .unresolved_pods
         .set(plan.unresolved_pods.len() as i64);
+    metrics
+        .unrecorded_pods
+        .set(plan.unrecorded_pods.len() as i64);
+    if complete && plan.unrecorded_pods != state.unrecorded_pods {
+        if !plan.unrecorded_pods.is_empty() {
+            tracing::warn!(pods = ?plan.unrecorded_pods, "pods with no identity recorded at admission (created before hubguard, or past its webhook): strictest class");
+        }
+        state.unrecorded_pods = plan.unrecorded_pods.clone();
+    }
     metrics
         .unresolved_destinations
         .set(plan.unresolved_destinations.len() as i64);
@@ -395,10 +409,15 @@ fn kernel_counters_refresher(
             }
             match reason {
                 REASON_EVENT_LOST => metrics.events_lost.inc_by(delta),
+                REASON_GRANT_USED => metrics
+                    .credential_grant_uses
+                    .with_label_values(&[class.as_str()])
+                    .inc_by(delta),
                 _ => {
                     let label = match reason {
                         REASON_METADATA => "metadata",
                         REASON_DESTINATION => "destination",
+                        REASON_SOCKET => "socket",
                         _ => "port",
                     };
                     metrics

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use hubguard_policy::classify::{class_from_labels, StringMap};
+use hubguard_policy::identity::{parse_class, CLASS_LABEL};
 use hubguard_policy::Policy;
 
 use crate::cgroups;
@@ -30,22 +30,26 @@ pub struct Plan {
     pub pods_per_class: HashMap<ClassId, i64>,
     /// Pods whose cgroup directory does not exist (yet).
     pub unresolved_pods: Vec<String>,
+    /// Pods in governed namespaces with no identity recorded at admission: strictest class.
+    pub unrecorded_pods: Vec<String>,
     pub unresolved_destinations: BTreeSet<String>,
 }
 
 /// `compiled` is the policy's rules compiled against what the names resolve to now.
-pub fn plan(
-    compiled: &Compiled,
-    mapped: Vec<MappedCgroup>,
-    unresolved_pods: Vec<String>,
-    dry_run: bool,
-) -> Plan {
+pub fn plan(compiled: &Compiled, cgroups: Cgroups, dry_run: bool) -> Plan {
+    let Cgroups {
+        mapped,
+        unresolved: unresolved_pods,
+        unrecorded: unrecorded_pods,
+    } = cgroups;
     let mut plan = Plan {
         unresolved_pods,
+        unrecorded_pods,
         unresolved_destinations: compiled.unresolved.clone(),
         ..Plan::default()
     };
     plan.desired.rules = compiled.table.clone();
+    plan.desired.class_flags = compiled.class_flags.clone();
     plan.desired.dry_run = dry_run;
     for cgroup in mapped {
         plan.desired.cgroups.insert(cgroup.id, cgroup.class);
@@ -55,18 +59,23 @@ pub fn plan(
     plan
 }
 
-/// A running pod's class. Its labels are what admission allowed: the `platformLabels` rule
-/// keeps untrusted requesters from creating pods labelled as the hub's components.
+/// A running pod's class: the identity hubguard recorded at admission (`hubguard.dev/class`,
+/// which `/validate` refuses to let anyone forge), never its component labels, so that the
+/// kernel and admission agree on who a pod is. `None`: a pod of a governed namespace with no
+/// record (created before hubguard, or while the webhook was bypassed), which gets the
+/// strictest class.
 pub fn pod_class(
     policy: &Policy,
     namespace: &str,
     labels: &std::collections::BTreeMap<String, String>,
-) -> ClassId {
+) -> Option<ClassId> {
     if !policy.governs(namespace) {
-        return ClassId::Exempt;
+        return Some(ClassId::Exempt);
     }
-    let json = serde_json::json!({ "labels": labels });
-    ClassId::from_pod_class(class_from_labels(StringMap::of(Some(&json), "labels")))
+    labels
+        .get(CLASS_LABEL)
+        .and_then(|c| parse_class(c))
+        .map(ClassId::from_pod_class)
 }
 
 /// The names the policy's rules resolve through the cluster.
@@ -86,20 +95,21 @@ pub fn cluster_cgroups(
     inventory: &Inventory,
     pods_tree: &Path,
     own_cgroup: Option<&Path>,
-) -> (Vec<MappedCgroup>, Vec<String>) {
+) -> Cgroups {
     let mut mapped = Vec::new();
     let mut unresolved = Vec::new();
+    let mut unrecorded = Vec::new();
     for (uid, pod) in &inventory.node_pods {
         let owner = Owner {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
         };
+        let class = pod_class(policy, &pod.namespace, &pod.labels).unwrap_or_else(|| {
+            unrecorded.push(format!("{}/{}", pod.namespace, pod.name));
+            ClassId::Unmapped
+        });
         match cgroups::find_pod_cgroup(pods_tree, uid).map(|p| cgroups::cgroup_id(&p)) {
-            Some(Ok(id)) => mapped.push(MappedCgroup {
-                id,
-                class: pod_class(policy, &pod.namespace, &pod.labels),
-                owner,
-            }),
+            Some(Ok(id)) => mapped.push(MappedCgroup { id, class, owner }),
             _ => unresolved.push(format!("{}/{}", pod.namespace, pod.name)),
         }
     }
@@ -119,7 +129,22 @@ pub fn cluster_cgroups(
         }
     }
     unresolved.sort();
-    (mapped, unresolved)
+    unrecorded.sort();
+    Cgroups {
+        mapped,
+        unresolved,
+        unrecorded,
+    }
+}
+
+/// This node's pods as cgroups to map, and the pods that could not be mapped as they are.
+#[derive(Debug, Default)]
+pub struct Cgroups {
+    pub mapped: Vec<MappedCgroup>,
+    /// Pods whose cgroup was not found (yet).
+    pub unresolved: Vec<String>,
+    /// Pods of governed namespaces with no recorded identity (mapped to the strictest class).
+    pub unrecorded: Vec<String>,
 }
 
 /// Cluster DNS, Services and namespaces' pod IPs, as the policy names them.
@@ -207,7 +232,7 @@ mod tests {
         &'static str,
         &'static str,
         &'static [(&'static str, &'static str)],
-        ClassId,
+        Option<ClassId>,
     );
 
     #[test]
@@ -215,29 +240,53 @@ mod tests {
         let p = policy();
         let cases: &[ClassCase] = &[
             (
-                "user",
+                "recorded user",
                 "hub",
-                &[("component", "singleuser-server")],
-                ClassId::User,
+                &[
+                    ("hubguard.dev/class", "user"),
+                    ("hubguard.dev/tenant", "alice"),
+                ],
+                Some(ClassId::User),
             ),
             (
-                "dask",
+                "recorded user, no component label",
                 "hub",
-                &[("dask.org/component", "worker")],
-                ClassId::Dask,
+                &[("hubguard.dev/class", "user")],
+                Some(ClassId::User),
             ),
             (
-                "platform",
+                "recorded dask",
+                "hub",
+                &[
+                    ("hubguard.dev/class", "dask"),
+                    ("dask.org/component", "worker"),
+                ],
+                Some(ClassId::Dask),
+            ),
+            (
+                "recorded platform",
+                "hub",
+                &[("hubguard.dev/class", "platform"), ("component", "hub")],
+                Some(ClassId::Platform),
+            ),
+            (
+                "component labels without a record: strictest",
                 "hub",
                 &[("component", "hub")],
-                ClassId::Platform,
+                None,
             ),
-            ("unlabelled", "hub", &[], ClassId::Other),
+            ("no labels at all", "hub", &[], None),
+            (
+                "a record naming no class",
+                "hub",
+                &[("hubguard.dev/class", "root")],
+                None,
+            ),
             (
                 "ungoverned namespace",
                 "kube-system",
                 &[("component", "singleuser-server")],
-                ClassId::Exempt,
+                Some(ClassId::Exempt),
             ),
         ];
         for (name, ns, labels, want) in cases {

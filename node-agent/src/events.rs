@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
-use crate::kernel::{Denial, REASON_METADATA, REASON_PORT};
+use crate::kernel::{Denial, REASON_METADATA, REASON_PORT, REASON_SOCKET};
 use crate::metrics::AgentMetrics;
 use crate::rules::{TCP, UDP};
 
@@ -25,7 +25,9 @@ pub type Owners = Arc<RwLock<HashMap<u64, Owner>>>;
 
 /// The `reason` label of `hubguard_egress_denied_total`.
 pub fn reason_label(denial: &Denial) -> &'static str {
-    if denial.port == 53 {
+    if denial.reason == REASON_SOCKET {
+        "socket"
+    } else if denial.port == 53 {
         "dns"
     } else if denial.reason == REASON_PORT {
         "port"
@@ -38,6 +40,8 @@ fn protocol_name(protocol: u8) -> &'static str {
     match protocol {
         TCP => "TCP",
         UDP => "UDP",
+        1 => "ICMP",
+        58 => "ICMPv6",
         _ => "other",
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
-use aya::programs::{CgroupSockAddr, ProgramError};
+use aya::programs::{CgroupSock, CgroupSockAddr, ProgramError};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use ipnet::IpNet;
 
@@ -26,19 +26,23 @@ use crate::rules::{Entry, PortRange, RuleTable, MAX_PORT_RANGES};
 /// The compiled kernel programs (built by build.rs with clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
 
-pub const PROGRAMS: [&str; 4] = [
+pub const PROGRAMS: [&str; 5] = [
     "hubguard_connect4",
     "hubguard_connect6",
     "hubguard_sendmsg4",
     "hubguard_sendmsg6",
+    "hubguard_sock_create",
 ];
 
 /// Must match REASONS and the REASON_* values in ebpf/egress.bpf.c.
-pub const REASONS: u32 = 4;
+pub const REASONS: u32 = 6;
 pub const REASON_EVENT_LOST: u32 = 0;
 pub const REASON_METADATA: u32 = 1;
 pub const REASON_DESTINATION: u32 = 2;
 pub const REASON_PORT: u32 = 3;
+pub const REASON_SOCKET: u32 = 4;
+/// Not a denial: connects a credential grant allowed.
+pub const REASON_GRANT_USED: u32 = 5;
 const SETTING_DRY_RUN: u32 = 1;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -153,6 +157,8 @@ fn trie_data<const N: usize>(class: ClassId, addr: &[u8]) -> [u8; N] {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub cgroups: HashMap<u64, ClassId>,
+    /// CLASS_* flags per class (raw and ICMP echo sockets).
+    pub class_flags: BTreeMap<ClassId, u32>,
     /// Shared with the compiled policy it came from: 10,000 rules are held once.
     pub rules: std::sync::Arc<RuleTable>,
     pub dry_run: bool,
@@ -179,6 +185,7 @@ pub struct Kernel {
     v4_rules: LpmTrie<MapData, V4Data, RawRule>,
     v6_rules: LpmTrie<MapData, V6Data, RawRule>,
     settings: Array<MapData, RawSettings>,
+    class_flags: Array<MapData, u32>,
     denials: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
 }
@@ -211,6 +218,8 @@ impl Kernel {
             LpmTrie::try_from(take(&mut ebpf, "v6_rules")?).map_err(map_error("v6_rules"))?;
         let settings =
             Array::try_from(take(&mut ebpf, "settings")?).map_err(map_error("settings"))?;
+        let class_flags =
+            Array::try_from(take(&mut ebpf, "class_flags")?).map_err(map_error("class_flags"))?;
         let denials =
             PerCpuArray::try_from(take(&mut ebpf, "denials")?).map_err(map_error("denials"))?;
         let events = RingBuf::try_from(take(&mut ebpf, "events")?).map_err(map_error("events"))?;
@@ -221,6 +230,7 @@ impl Kernel {
             v4_rules,
             v6_rules,
             settings,
+            class_flags,
             denials,
             events: Some(events),
         })
@@ -278,29 +288,45 @@ impl Kernel {
             program: program_name,
             error,
         };
-        let program: &mut CgroupSockAddr = self
+        let program = self
             .ebpf
             .program_mut(program_name)
             .ok_or(KernelError::Program {
                 program: program_name,
                 error: ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(wrap)?;
-        if program.fd().is_err() {
-            program.load().map_err(wrap)?;
-        }
+            })?;
         // A bpf_link on a cgroup always coexists with other programs; the kernel refuses
         // attach flags on links, and aya passes none for Single.
-        let link_id = program
-            .attach(cgroup, CgroupAttachMode::Single)
-            .map_err(wrap)?;
-        let link = program.take_link(link_id).map_err(wrap)?;
+        let link = if let Ok(program) = <&mut CgroupSock>::try_from(&mut *program) {
+            if program.fd().is_err() {
+                program.load().map_err(wrap)?;
+            }
+            let link_id = program
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(wrap)?;
+            let link = program.take_link(link_id).map_err(wrap)?;
+            FdLink::try_from(link).map_err(|e| KernelError::Io {
+                path: pin.display().to_string(),
+                error: io::Error::other(e.to_string()),
+            })?
+        } else {
+            let program: &mut CgroupSockAddr = program.try_into().map_err(wrap)?;
+            if program.fd().is_err() {
+                program.load().map_err(wrap)?;
+            }
+            let link_id = program
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(wrap)?;
+            let link = program.take_link(link_id).map_err(wrap)?;
+            FdLink::try_from(link).map_err(|e| KernelError::Io {
+                path: pin.display().to_string(),
+                error: io::Error::other(e.to_string()),
+            })?
+        };
         let pin_error = |e: String| KernelError::Io {
             path: pin.display().to_string(),
             error: io::Error::other(e),
         };
-        let link = FdLink::try_from(link).map_err(|e| pin_error(e.to_string()))?;
         link.pin(pin).map_err(|e| pin_error(e.to_string()))?;
         Ok(())
     }
@@ -374,6 +400,24 @@ impl Kernel {
                         raw,
                     );
                 }
+            }
+        }
+        for class in 0..MAX_CLASSES {
+            let want = desired
+                .class_flags
+                .get(&ClassId::from_raw(class))
+                .copied()
+                .filter(|_| ClassId::from_raw(class) as u32 == class)
+                .unwrap_or(0);
+            let have = self
+                .class_flags
+                .get(&class, 0)
+                .map_err(map_error("class_flags"))?;
+            if want != have {
+                self.class_flags
+                    .set(class, want, 0)
+                    .map_err(map_error("class_flags"))?;
+                report.written += 1;
             }
         }
         sync_trie(&mut self.v4_rules, &v4, "v4_rules", prune, &mut report)?;

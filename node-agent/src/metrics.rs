@@ -19,11 +19,13 @@ pub struct AgentMetrics {
     pub egress_denied: IntCounterVec,
     pub policy_pods: IntGaugeVec,
     pub kernel_denials: IntCounterVec,
+    pub credential_grant_uses: IntCounterVec,
     pub events_lost: IntCounter,
     pub logs_suppressed: IntCounter,
     pub reload_errors: IntCounter,
     pub sync_errors: IntCounter,
     pub unresolved_pods: IntGauge,
+    pub unrecorded_pods: IntGauge,
     pub unresolved_destinations: IntGauge,
     pub dry_run: IntGauge,
 }
@@ -76,7 +78,7 @@ impl AgentMetrics {
             egress_denied: counter_vec(
                 &registry,
                 "hubguard_egress_denied_total",
-                "Other egress denied (or, in dry run, that would be), by reason: destination, port or dns.",
+                "Other egress denied (or, in dry run, that would be), by reason: destination, port, dns or socket (a raw or ICMP echo socket refused at creation).",
                 &["namespace", "pod_class", "reason"],
             ),
             kernel_denials: counter_vec(
@@ -84,6 +86,12 @@ impl AgentMetrics {
                 "hubguard_node_agent_kernel_denials_total",
                 "Denials the kernel counted since its maps were created, by class and reason; exact even when events are lost.",
                 &["pod_class", "reason"],
+            ),
+            credential_grant_uses: counter_vec(
+                &registry,
+                "hubguard_node_agent_credential_grant_connects_total",
+                "Connections and datagrams to a credential endpoint that the policy grants the class (network.credentialGrants).",
+                &["pod_class"],
             ),
             events_lost: counter(
                 &registry,
@@ -109,6 +117,11 @@ impl AgentMetrics {
                 &registry,
                 "hubguard_node_agent_unresolved_pods",
                 "Pods on this node whose cgroup was not found yet: they get the strictest class.",
+            ),
+            unrecorded_pods: gauge(
+                &registry,
+                "hubguard_node_agent_unrecorded_pods",
+                "Pods on this node in governed namespaces with no identity recorded at admission (created before hubguard, or past its webhook): they get the strictest class.",
             ),
             unresolved_destinations: gauge(
                 &registry,

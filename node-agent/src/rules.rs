@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use hubguard_policy::egress::{EgressRule, Protocol, METADATA_ADDRESSES};
+use hubguard_policy::egress::{credential_nets, EgressRule, Protocol};
 use hubguard_policy::Policy;
 use ipnet::IpNet;
 
@@ -18,9 +18,12 @@ use crate::classes::ClassId;
 
 /// Must match MAX_PORT_RANGES in ebpf/egress.bpf.c.
 pub const MAX_PORT_RANGES: usize = 16;
-/// Must match RULE_METADATA and RULE_ANY_PORT.
+/// Must match RULE_METADATA, RULE_ANY_PORT and RULE_GRANT.
 pub const FLAG_METADATA: u32 = 1;
 pub const FLAG_ANY_PORT: u32 = 2;
+pub const FLAG_GRANT: u32 = 4;
+/// Must match CLASS_RAW_SOCKETS.
+pub const CLASS_RAW_SOCKETS: u32 = 1;
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
@@ -66,28 +69,52 @@ pub enum CompileError {
 #[derive(Debug, Default)]
 pub struct Compiled {
     pub table: std::sync::Arc<RuleTable>,
+    /// Per class id: CLASS_* flags (raw and ICMP echo sockets).
+    pub class_flags: BTreeMap<ClassId, u32>,
     pub unresolved: BTreeSet<String>,
 }
 
+/// What each class may do beyond its egress rules: the exempt class anything, an unmapped
+/// cgroup nothing, the policy's classes what the policy says.
+fn class_flags(policy: &Policy) -> BTreeMap<ClassId, u32> {
+    ClassId::ALL
+        .into_iter()
+        .map(|class| {
+            let raw = match class {
+                ClassId::Exempt => true,
+                ClassId::Unmapped => false,
+                other => other
+                    .pod_class()
+                    .and_then(|c| policy.class(c))
+                    .is_none_or(|c| c.raw_sockets),
+            };
+            (class, if raw { CLASS_RAW_SOCKETS } else { 0 })
+        })
+        .collect()
+}
+
 pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, CompileError> {
-    let mut out = Compiled::default();
+    let mut out = Compiled {
+        class_flags: class_flags(policy),
+        ..Compiled::default()
+    };
     let mut table = RuleTable::new();
     let metadata = metadata_entry(policy.network.metadata_server_dns);
-    let metadata_nets: Vec<IpNet> = METADATA_ADDRESSES
-        .iter()
-        .map(|a| a.parse().expect("metadata addresses are CIDRs"))
-        .collect();
+    let metadata_nets = credential_nets();
     let dns_nets: Vec<IpNet> = resolved
         .cluster_dns
         .iter()
         .map(|a| IpNet::from(*a))
         .collect();
 
+    // Credential endpoints are denied for every class, exempt namespaces included.
     for net in ["0.0.0.0/0", "::/0"] {
         table.insert((ClassId::Exempt, net.parse().expect("literal")), any_port());
     }
-    for net in &metadata_nets {
-        table.insert((ClassId::Unmapped, *net), metadata.clone());
+    for class in [ClassId::Exempt, ClassId::Unmapped] {
+        for net in &metadata_nets {
+            table.insert((class, *net), metadata.clone());
+        }
     }
     for net in &dns_nets {
         table.insert((ClassId::Unmapped, *net), dns_entry());
@@ -152,6 +179,20 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
             }
             table.insert((class, prefix), entry);
         }
+    }
+    // A grant opens exactly one endpoint to exactly one class (validated with the policy),
+    // flagged so that the kernel counts its use.
+    for grant in &policy.network.credential_grants {
+        let Some(class) = ClassId::parse(&grant.class) else {
+            continue;
+        };
+        table.insert(
+            (class, grant.net()),
+            Entry {
+                flags: FLAG_ANY_PORT | FLAG_GRANT,
+                ranges: Vec::new(),
+            },
+        );
     }
     out.table = std::sync::Arc::new(table);
     Ok(out)
@@ -319,7 +360,7 @@ fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
 #[cfg(test)]
 fn allows(table: &RuleTable, class: ClassId, addr: IpAddr, port: u16, protocol: u8) -> bool {
     let addr = match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        IpAddr::V6(v6) => hubguard_policy::egress::embedded_ipv4(&v6).map_or(addr, IpAddr::V4),
         v4 => v4,
     };
     if addr.is_loopback() {
@@ -536,12 +577,140 @@ mod tests {
                 false,
             ),
             (
-                "exempt metadata",
+                "exempt metadata: credential endpoints are denied for every class",
                 ClassId::Exempt,
                 "169.254.169.254",
                 80,
                 TCP,
+                false,
+            ),
+            (
+                "exempt anywhere else",
+                ClassId::Exempt,
+                "10.1.2.3",
+                5432,
+                TCP,
                 true,
+            ),
+            (
+                "ECS task credentials, platform",
+                ClassId::Platform,
+                "169.254.170.2",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "EKS Pod Identity, exempt",
+                ClassId::Exempt,
+                "169.254.170.23",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "EKS Pod Identity v6, user",
+                ClassId::User,
+                "fd00:ec2::23",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "GCE metadata v6, platform",
+                ClassId::Platform,
+                "fd20:ce::254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "Alibaba metadata, other",
+                ClassId::Other,
+                "100.100.100.200",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "Tencent metadata, exempt",
+                ClassId::Exempt,
+                "169.254.0.23",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "metadata via NAT64",
+                ClassId::User,
+                "64:ff9b::a9fe:a9fe",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "metadata via NAT64, platform",
+                ClassId::Platform,
+                "64:ff9b::a9fe:a9fe",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "private via NAT64",
+                ClassId::User,
+                "64:ff9b::10.1.2.3",
+                443,
+                TCP,
+                false,
+            ),
+            (
+                "public via NAT64",
+                ClassId::User,
+                "64:ff9b::93.184.216.34",
+                443,
+                TCP,
+                true,
+            ),
+            (
+                "metadata IPv4-compatible",
+                ClassId::User,
+                "::169.254.169.254",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "metadata via 6to4, platform",
+                ClassId::Platform,
+                "2002:a9fe:a9fe::1",
+                80,
+                TCP,
+                false,
+            ),
+            (
+                "private via 6to4",
+                ClassId::User,
+                "2002:0a01:0203::1",
+                443,
+                TCP,
+                false,
+            ),
+            (
+                "Teredo is not public",
+                ClassId::User,
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                443,
+                TCP,
+                false,
+            ),
+            (
+                "local-use NAT64 is not public",
+                ClassId::User,
+                "64:ff9b:1::a9fe:a9fe",
+                443,
+                TCP,
+                false,
             ),
             (
                 "unmapped dns",
@@ -575,6 +744,52 @@ mod tests {
                 "case {name}"
             );
         }
+    }
+
+    #[test]
+    fn a_grant_opens_one_endpoint_to_one_class() {
+        let p = policy(
+            "{clusterDNS: {addresses: [10.96.0.10]}, credentialGrants: [{endpoint: 169.254.170.23, class: platform}]}",
+            PUBLIC_WEB,
+        );
+        let compiled = compile(&p, &resolved()).expect("compiles");
+        let table = &compiled.table;
+        let eks = "169.254.170.23".parse().unwrap();
+        assert!(allows(table, ClassId::Platform, eks, 80, TCP));
+        assert!(!allows(table, ClassId::User, eks, 80, TCP));
+        assert!(!allows(table, ClassId::Exempt, eks, 80, TCP));
+        assert!(!allows(
+            table,
+            ClassId::Platform,
+            "169.254.169.254".parse().unwrap(),
+            80,
+            TCP
+        ));
+        let entry = &table[&(ClassId::Platform, "169.254.170.23/32".parse().unwrap())];
+        assert_eq!(entry.flags, FLAG_ANY_PORT | FLAG_GRANT);
+    }
+
+    #[test]
+    fn raw_sockets_per_class() {
+        let p = policy("{clusterDNS: {addresses: [10.96.0.10]}}", PUBLIC_WEB);
+        let flags = compile(&p, &resolved()).expect("compiles").class_flags;
+        assert_eq!(
+            flags[&ClassId::User],
+            0,
+            "a class with egress rules: no raw sockets"
+        );
+        assert_eq!(
+            flags[&ClassId::Platform],
+            CLASS_RAW_SOCKETS,
+            "no egress rules"
+        );
+        assert_eq!(
+            flags[&ClassId::Dask],
+            CLASS_RAW_SOCKETS,
+            "no class spec: not filtered"
+        );
+        assert_eq!(flags[&ClassId::Unmapped], 0);
+        assert_eq!(flags[&ClassId::Exempt], CLASS_RAW_SOCKETS);
     }
 
     #[test]

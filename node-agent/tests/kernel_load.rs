@@ -34,12 +34,15 @@ fn loads_attaches_adopts_and_uninstalls() {
 
     let mut first = Kernel::load(&pin_dir).expect("load");
     let report = first.attach(std::slice::from_ref(&cgroup)).expect("attach");
-    assert_eq!(report.attached, 4);
+    assert_eq!(report.attached, kernel::PROGRAMS.len());
     drop(first);
 
     let mut second = Kernel::load(&pin_dir).expect("load again");
     let report = second.attach(std::slice::from_ref(&cgroup)).expect("adopt");
-    assert_eq!((report.attached, report.adopted), (0, 4));
+    assert_eq!(
+        (report.attached, report.adopted),
+        (0, kernel::PROGRAMS.len())
+    );
     drop(second);
 
     let removed = kernel::uninstall(&pin_dir).expect("uninstall");

@@ -1,16 +1,59 @@
 //! Egress rules per pod class. The node agent enforces them; this module defines and validates
-//! them. Loopback is always allowed and the metadata endpoints are always denied, whatever a
-//! rule says; DNS goes only to the cluster DNS.
+//! them. Loopback is always allowed and the cloud credential endpoints are always denied, for
+//! every class, whatever a rule says (a policy may grant one endpoint to one class); DNS goes
+//! only to the cluster DNS.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::validate::FieldErrors;
 
-/// The cloud instance-metadata endpoints, denied for every pod.
-pub const METADATA_ADDRESSES: &[&str] = &["169.254.169.254/32", "fd00:ec2::254/128"];
+/// Every address where a cloud hands out credentials to whatever asks from the node, denied
+/// for every class (docs/node-agent.md lists them with their clouds).
+pub const CREDENTIAL_ENDPOINTS: &[(&str, &str)] = &[
+    (
+        "169.254.169.254/32",
+        "instance metadata (AWS, GCP, Azure, OpenStack, Oracle, DigitalOcean, …)",
+    ),
+    ("fd00:ec2::254/128", "AWS instance metadata over IPv6"),
+    ("169.254.170.2/32", "AWS ECS task credentials"),
+    ("169.254.170.23/32", "AWS EKS Pod Identity"),
+    ("fd00:ec2::23/128", "AWS EKS Pod Identity over IPv6"),
+    ("fd20:ce::254/128", "GCE metadata over IPv6"),
+    ("100.100.100.200/32", "Alibaba Cloud metadata"),
+    ("169.254.0.23/32", "Tencent Cloud metadata"),
+];
+
+/// The credential endpoints as networks.
+pub fn credential_nets() -> Vec<IpNet> {
+    CREDENTIAL_ENDPOINTS
+        .iter()
+        .map(|(cidr, _)| cidr.parse().expect("credential endpoints are CIDRs"))
+        .collect()
+}
+
+/// The IPv4 address an IPv6 address delivers to, for the forms the network translates or
+/// tunnels: v4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`
+/// and 6to4 `2002:aabb:ccdd::/48`. The node agent's kernel program applies the same rule
+/// (ebpf/egress.bpf.c, decide_v6); loopback `::1` is not such a form.
+pub fn embedded_ipv4(addr: &Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = addr.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0, 0, 1] => None,
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::new(
+            (a >> 8) as u8,
+            a as u8,
+            (b >> 8) as u8,
+            b as u8,
+        )),
+        _ => None,
+    }
+}
 
 /// What `except: [private]` stands for: every range that is not the public internet.
 pub const PRIVATE_RANGES: &[&str] = &[
@@ -27,6 +70,10 @@ pub const PRIVATE_RANGES: &[&str] = &[
     "240.0.0.0/4",
     "::/128",
     "::1/128",
+    // Teredo and local-use NAT64 carry IPv4 addresses in forms that cannot be read back
+    // reliably (obfuscated, or at an operator-chosen prefix length): never public.
+    "2001::/32",
+    "64:ff9b:1::/48",
     "fc00::/7",
     "fe80::/10",
     "ff00::/8",
@@ -40,6 +87,25 @@ pub struct NetworkSpec {
     /// The cluster DNS answers on the metadata address, port 53 (GKE): allow exactly that.
     #[serde(default, rename = "metadataServerDNS")]
     pub metadata_server_dns: bool,
+    /// Credential endpoints a class may reach after all (a platform that hands out bucket
+    /// credentials through workload identity): each grant is one endpoint for one class.
+    #[serde(default)]
+    pub credential_grants: Vec<CredentialGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialGrant {
+    /// One of the credential endpoints, as an address (`169.254.170.23`).
+    pub endpoint: IpAddr,
+    /// `user`, `dask`, `platform` or `other`.
+    pub class: String,
+}
+
+impl CredentialGrant {
+    pub fn net(&self) -> IpNet {
+        IpNet::from(self.endpoint)
+    }
 }
 
 /// Where pods may send DNS queries. Fixed `addresses` win; otherwise the node agent reads the
@@ -125,6 +191,42 @@ impl Destination {
 }
 
 pub(crate) fn validate_network(net: &NetworkSpec, path: &str, errs: &mut FieldErrors) {
+    let endpoints = credential_nets();
+    for (i, grant) in net.credential_grants.iter().enumerate() {
+        let here = format!("{path}.credentialGrants[{i}]");
+        if !endpoints.contains(&grant.net()) {
+            errs.push(
+                format!("{here}.endpoint"),
+                format!(
+                    "{} is not a credential endpoint; they are: {}",
+                    grant.endpoint,
+                    CREDENTIAL_ENDPOINTS
+                        .iter()
+                        .map(|(c, _)| c.trim_end_matches("/32").trim_end_matches("/128"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if !matches!(grant.class.as_str(), "user" | "dask" | "platform" | "other") {
+            errs.push(
+                format!("{here}.class"),
+                format!("'{}' is not user, dask, platform or other", grant.class),
+            );
+        }
+        if net.credential_grants[..i]
+            .iter()
+            .any(|g| g.endpoint == grant.endpoint)
+        {
+            errs.push(
+                format!("{here}.endpoint"),
+                format!(
+                    "{} is granted already: one class per endpoint",
+                    grant.endpoint
+                ),
+            );
+        }
+    }
     if net.cluster_dns.addresses.is_empty() && !is_namespaced_name(&net.cluster_dns.service) {
         errs.push(
             format!("{path}.clusterDNS.service"),
@@ -274,6 +376,54 @@ mod tests {
         for (name, yaml, expected) in cases {
             assert_eq!(errors(&rule(yaml)), *expected, "case {name}");
         }
+    }
+
+    #[test]
+    fn embedded_ipv4_cases() {
+        let cases = [
+            ("::ffff:169.254.169.254", Some("169.254.169.254")),
+            ("::169.254.169.254", Some("169.254.169.254")),
+            ("64:ff9b::a9fe:a9fe", Some("169.254.169.254")),
+            ("64:ff9b::10.1.2.3", Some("10.1.2.3")),
+            ("2002:a9fe:a9fe::1", Some("169.254.169.254")),
+            ("2002:c633:640a:1::", Some("198.51.100.10")),
+            ("::1", None),
+            ("2001:db8::10", None),
+            ("2001:0:a9fe:a9fe::", None),
+            ("64:ff9b:1::a9fe:a9fe", None),
+        ];
+        for (v6, want) in cases {
+            let got = embedded_ipv4(&v6.parse().unwrap());
+            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{v6}");
+        }
+    }
+
+    #[test]
+    fn grant_cases() {
+        let errors = |yaml: &str| {
+            let net: NetworkSpec = serde_norway::from_str(yaml).unwrap();
+            let mut errs = FieldErrors::default();
+            validate_network(&net, "network", &mut errs);
+            errs.into_vec()
+                .into_iter()
+                .map(|e| e.path)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            errors("{credentialGrants: [{endpoint: 169.254.170.23, class: platform}]}").is_empty()
+        );
+        assert_eq!(
+            errors("{credentialGrants: [{endpoint: 8.8.8.8, class: user}]}"),
+            ["network.credentialGrants[0].endpoint"]
+        );
+        assert_eq!(
+            errors("{credentialGrants: [{endpoint: 169.254.170.23, class: hub}]}"),
+            ["network.credentialGrants[0].class"]
+        );
+        assert_eq!(
+            errors("{credentialGrants: [{endpoint: 169.254.170.23, class: user}, {endpoint: 169.254.170.23, class: dask}]}"),
+            ["network.credentialGrants[1].endpoint"]
+        );
     }
 
     #[test]

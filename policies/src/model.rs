@@ -174,6 +174,9 @@ pub struct ClassSpec {
     pub untrusted_requesters: UntrustedRequesters,
     #[serde(default)]
     pub egress: Vec<EgressRule>,
+    /// Whether the class's pods may create raw sockets and ICMP echo ("ping") sockets, which
+    /// no egress rule can filter. Unset: only classes without egress rules may.
+    pub raw_sockets: Option<bool>,
 }
 
 fn default_mode() -> Mode {

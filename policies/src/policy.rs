@@ -86,6 +86,8 @@ pub struct ClassPolicy {
     pub scheduling: Option<crate::checks::scheduling::SchedulingRules>,
     pub untrusted_requesters: crate::checks::untrusted_requesters::UntrustedRequesters,
     pub egress: Vec<EgressRule>,
+    /// Raw and ICMP echo sockets allowed (the node agent refuses them otherwise).
+    pub raw_sockets: bool,
 }
 
 impl ClassPolicy {
@@ -162,6 +164,7 @@ impl ClassPolicy {
             secrets: spec.secrets,
             scheduling: spec.scheduling,
             untrusted_requesters: spec.untrusted_requesters,
+            raw_sockets: spec.raw_sockets.unwrap_or(spec.egress.is_empty()),
             egress: spec.egress,
         })
     }

@@ -5,17 +5,22 @@
 //! route. The metadata tests run their fake metadata server this way, never on the host.
 //!
 //!   hubguard-netprobe serve --netns PATH ENDPOINT...
-//!   hubguard-netprobe probe --netns PATH [--cgroup DIR] PROBE...
+//!   hubguard-netprobe probe --netns PATH [--cgroup DIR] [--uid N] PROBE...
 //!   hubguard-netprobe connect-rate --netns PATH [--cgroup DIR] [--count N] tcp:ADDR:PORT
+//!   hubguard-netprobe socket-rate --netns PATH [--cgroup DIR] [--count N]
 //!
 //! ENDPOINT is `tcp:ADDR:PORT` or `udp:ADDR:PORT` (IPv6 in brackets). PROBE is the same, or
-//! `udpc:ADDR:PORT` for a connected UDP socket. A probe prints `PROBE ok` when the listener
-//! answered, `PROBE EPERM` when the kernel refused, or `PROBE error: ...`.
+//! `udpc:ADDR:PORT` for a connected UDP socket, `ping:ADDR` for an ICMP echo through an
+//! unprivileged ICMP datagram socket, `raw:ADDR` for one through a raw socket. A probe prints
+//! `PROBE ok` when the listener (or the kernel, for echoes) answered, `PROBE EPERM` when the
+//! kernel refused, or `PROBE error: ...`. With `--uid N` the probes run as that uid with no
+//! capabilities, after the namespace's `net.ipv4.ping_group_range` (a per-namespace sysctl of
+//! the isolated namespace, never the host's) admits every group, as container runtimes set it.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,8 +45,17 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut cgroup = None;
     let mut specs = Vec::new();
     let mut count: u32 = 10_000;
+    let mut uid: Option<u32> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--uid" => {
+                uid = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("--uid needs a non-zero uid")?,
+                )
+            }
             "--count" => {
                 count = args
                     .next()
@@ -67,35 +81,74 @@ fn run(args: Vec<String>) -> Result<(), String> {
     }
     enter_netns(&netns)?;
     assert_isolated()?;
+    if let Some(uid) = uid {
+        become_unprivileged(uid)?;
+    }
     match command.as_str() {
-        "serve" => serve(&specs),
+        "serve" => serve(
+            &specs
+                .iter()
+                .map(|(kind, addr, _)| (kind.clone(), *addr))
+                .collect::<Vec<_>>(),
+        ),
         "probe" => {
-            for (kind, addr) in &specs {
-                println!("{kind}:{addr} {}", probe(kind, *addr));
+            for (kind, addr, text) in &specs {
+                println!("{text} {}", probe(kind, *addr));
             }
             Ok(())
         }
         "connect-rate" => match specs.as_slice() {
-            [(kind, addr)] if kind == "tcp" => connect_rate(*addr, count),
+            [(kind, addr, _)] if kind == "tcp" => connect_rate(*addr, count),
             _ => Err("connect-rate takes one tcp:ADDR:PORT".into()),
         },
+        "socket-rate" => socket_rate(count),
         other => Err(format!(
-            "unknown command '{other}': serve, probe or connect-rate"
+            "unknown command '{other}': serve, probe, connect-rate or socket-rate"
         )),
     }
 }
 
-fn parse_spec(text: &str) -> Result<(String, SocketAddr), String> {
+/// Lets every group open ICMP echo sockets in this (isolated) namespace, as containerd 2 and
+/// CRI-O do in every pod, then drops to `uid` with no capabilities.
+fn become_unprivileged(uid: u32) -> Result<(), String> {
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
+        .map_err(|e| format!("net.ipv4.ping_group_range in the test namespace: {e}"))?;
+    // SAFETY: plain credential syscalls on this single-threaded process; a uid change from
+    // root clears the capability sets.
+    let failed = unsafe {
+        libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(uid) != 0
+            || libc::setuid(uid) != 0
+    };
+    if failed {
+        return Err(format!(
+            "dropping to uid {uid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn parse_spec(text: &str) -> Result<(String, SocketAddr, String), String> {
     let (kind, addr) = text
         .split_once(':')
         .ok_or_else(|| format!("'{text}' is not KIND:ADDR:PORT"))?;
-    if !matches!(kind, "tcp" | "udp" | "udpc") {
-        return Err(format!("'{text}': kind must be tcp, udp or udpc"));
-    }
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("'{text}': {e} (IPv6 goes in brackets)"))?;
-    Ok((kind.to_string(), addr))
+    let addr = match kind {
+        "tcp" | "udp" | "udpc" => addr
+            .parse()
+            .map_err(|e| format!("'{text}': {e} (IPv6 goes in brackets)"))?,
+        "ping" | "raw" => SocketAddr::new(
+            addr.parse::<IpAddr>()
+                .map_err(|e| format!("'{text}': {e}"))?,
+            0,
+        ),
+        _ => {
+            return Err(format!(
+                "'{text}': kind must be tcp, udp, udpc, ping or raw"
+            ))
+        }
+    };
+    Ok((kind.to_string(), addr, text.to_string()))
 }
 
 fn enter_netns(path: &str) -> Result<(), String> {
@@ -250,8 +303,140 @@ fn probe(kind: &str, addr: SocketAddr) -> String {
                 Err(e) => format!("error: no reply: {e}"),
             }
         }
+        "ping" | "raw" => echo(addr.ip(), kind == "raw"),
         _ => unreachable!("kinds are checked when parsed"),
     }
+}
+
+/// The internet checksum (RFC 1071).
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// One ICMP echo to `addr`, through an ICMP datagram ("ping") socket or a raw socket; "ok"
+/// when the echo reply comes back.
+fn echo(addr: IpAddr, raw: bool) -> String {
+    let (domain, protocol, request, reply) = match addr {
+        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8u8, 0u8),
+        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8, 129u8),
+    };
+    let kind = if raw {
+        libc::SOCK_RAW
+    } else {
+        libc::SOCK_DGRAM
+    };
+    // SAFETY: socket(2) with constant arguments; the fd is owned below.
+    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return outcome(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let timeout = libc::timeval {
+        tv_sec: TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a timeval of the size given.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    let mut message = vec![request, 0, 0, 0, 0x68, 0x67, 0, 1];
+    message.extend_from_slice(b"hubguard");
+    let sum = checksum(&message);
+    message[2..4].copy_from_slice(&sum.to_be_bytes());
+    let sent = match addr {
+        IpAddr::V4(v4) => {
+            // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
+            let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            to.sin_family = libc::AF_INET as libc::sa_family_t;
+            to.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+            // SAFETY: sendto with a buffer and address of the sizes given.
+            unsafe {
+                libc::sendto(
+                    socket.as_raw_fd(),
+                    message.as_ptr().cast(),
+                    message.len(),
+                    0,
+                    (&to as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        IpAddr::V6(v6) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let mut to: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            to.sin6_addr.s6_addr = v6.octets();
+            // SAFETY: sendto with a buffer and address of the sizes given.
+            unsafe {
+                libc::sendto(
+                    socket.as_raw_fd(),
+                    message.as_ptr().cast(),
+                    message.len(),
+                    0,
+                    (&to as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if sent < 0 {
+        return outcome(std::io::Error::last_os_error());
+    }
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut buf = [0u8; 1500];
+    while std::time::Instant::now() < deadline {
+        // SAFETY: recv into a buffer of the size given.
+        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return format!("error: no reply: {}", std::io::Error::last_os_error());
+        }
+        let packet = &buf[..n as usize];
+        // A raw IPv4 socket sees the IP header (and, on lo, our own request too).
+        let icmp = if raw && addr.is_ipv4() {
+            packet.get(usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4..)
+        } else {
+            Some(packet)
+        };
+        if icmp.and_then(|i| i.first()) == Some(&reply) {
+            return "ok".into();
+        }
+    }
+    "error: no reply".into()
+}
+
+/// `count` rounds of socket + close (a TCP socket): what the socket-creation hook costs the
+/// sockets it lets through.
+fn socket_rate(count: u32) -> Result<(), String> {
+    let cpu_before = cpu_seconds();
+    for i in 0..count {
+        // SAFETY: socket(2) with constant arguments; closed at once.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(format!("socket {i}: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh fd we own.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "sockets={count} cpu_ns_per_socket={:.0}",
+        cpu * 1e9 / f64::from(count)
+    );
+    Ok(())
 }
 
 /// `count` rounds of socket + connect + close, timed: what every pod pays per connection for

@@ -136,15 +136,27 @@ impl Drop for Servers {
 
 /// Runs probes from `cgroup` inside `ns`: probe → "ok", "EPERM" or an error.
 pub fn probe(ns: &Netns, cgroup: &Path, probes: &[&str]) -> BTreeMap<String, String> {
+    probe_as(ns, cgroup, None, probes)
+}
+
+/// As [`probe`], as `uid` with no capabilities when given (root otherwise: CAP_NET_RAW).
+pub fn probe_as(
+    ns: &Netns,
+    cgroup: &Path,
+    uid: Option<u32>,
+    probes: &[&str],
+) -> BTreeMap<String, String> {
     ns.assert_isolated();
-    let out = Command::new(netprobe())
+    let mut command = Command::new(netprobe());
+    command
         .arg("probe")
         .args(["--netns", &ns.path()])
         .arg("--cgroup")
-        .arg(cgroup)
-        .args(probes)
-        .output()
-        .unwrap();
+        .arg(cgroup);
+    if let Some(uid) = uid {
+        command.args(["--uid", &uid.to_string()]);
+    }
+    let out = command.args(probes).output().unwrap();
     assert!(
         out.status.success(),
         "probe failed: {}",
@@ -159,8 +171,19 @@ pub fn probe(ns: &Netns, cgroup: &Path, probes: &[&str]) -> BTreeMap<String, Str
 
 /// Asserts each probe's outcome, reporting every mismatch at once.
 pub fn assert_probes(ns: &Netns, cgroup: &Path, cases: &[(&str, &str)], context: &str) {
+    assert_probes_as(ns, cgroup, None, cases, context)
+}
+
+/// As [`assert_probes`], as `uid` when given.
+pub fn assert_probes_as(
+    ns: &Netns,
+    cgroup: &Path,
+    uid: Option<u32>,
+    cases: &[(&str, &str)],
+    context: &str,
+) {
     let probes: Vec<&str> = cases.iter().map(|(p, _)| *p).collect();
-    let results = probe(ns, cgroup, &probes);
+    let results = probe_as(ns, cgroup, uid, &probes);
     let wrong: Vec<String> = cases
         .iter()
         .filter(|(p, want)| results.get(*p).map(String::as_str) != Some(*want))

@@ -1,7 +1,8 @@
 //! Platform labels: only a trusted requester's pods may carry the labels of the hub's own
-//! components. The admission classes an untrusted requester's pod as a user pod whatever it
-//! claims, but the labels stay on the pod, and the node agent reads a running pod's class from
-//! them: a forged `component: hub` would otherwise get the platform's open egress.
+//! components. Admission classes an untrusted requester's pod as a user pod whatever it
+//! claims, and the node agent reads the recorded identity, not these labels; but the labels
+//! stay on the pod, and the hub's Services, NetworkPolicies and dashboards select by them: a
+//! forged `component: hub` would receive the hub's traffic and pass its network policies.
 
 use super::{Check, Findings};
 use crate::classify::{class_from_labels, PodClass};
