@@ -85,10 +85,26 @@ struct settings {
 	__u32 generation; // bumped by the agent after every change to cgroup_classes
 };
 
+// Who a mapped cgroup is: its class, and its tenant (0: unknown, which has no peers).
+struct cgroup_owner {
+	__u32 class_id;
+	__u32 pad;
+	__u64 tenant_id;
+};
+
 struct cached_class {
 	__u64 mapped_id; // the mapped ancestor, or the caller's own id when none is mapped
 	__u32 class_id;
 	__u32 generation; // settings.generation when the walk found it
+	__u64 tenant_id;
+};
+
+// A pod address of a tenant, as a destination for "pods of the same tenant" rules.
+struct peer_key {
+	__u64 tenant_id;
+	__u32 class_id; // the caller's class, whose rules opened the ports
+	__u32 family; // 4 or 6
+	__u32 addr[4]; // IPv4 in addr[0]; network byte order
 };
 
 struct denial {
@@ -105,14 +121,25 @@ struct denial {
 };
 
 // Key: a cgroup id (the inode number of the cgroup's directory): a pod's cgroup, or a
-// standalone user cgroup. Value: the class id whose rules apply to it and its descendants.
+// standalone user cgroup. Value: the class whose rules apply to it and its descendants, and
+// its tenant.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, __u32);
+	__type(value, struct cgroup_owner);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cgroup_classes SEC(".maps");
+
+// Key: tenant + caller's class + a pod address of that tenant. Value: the ports and protocols
+// the class's "same tenant" rules open to it (consulted when the trie denies).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct peer_key);
+	__type(value, struct rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tenant_peers SEC(".maps");
 
 // Key: class id + IPv4 prefix. Value: the ports and protocols an address whose longest
 // matching prefix this is may be sent to.
@@ -178,6 +205,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
+static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u8 protocol);
+
 // The caller's depth in the cgroup tree: the deepest level with an ancestor. Found by
 // bisection (5 helper calls) rather than by asking every level, which cost ~350 ns a call.
 static __always_inline int caller_depth(void)
@@ -195,24 +224,26 @@ static __always_inline int caller_depth(void)
 
 // The nearest ancestor (or self) the agent mapped decides the class: walking up from the
 // caller stops at the pod's cgroup, one or two levels above a container's.
-static __always_inline __u32 walk_to_mapped(int depth, __u64 *mapped_id)
+static __always_inline __u32 walk_to_mapped(int depth, __u64 *mapped_id, __u64 *tenant_id)
 {
 	for (int up = 0; up < MAX_CGROUP_DEPTH; up++) {
 		int level = depth - up;
 		if (level < 0)
 			break;
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
-		__u32 *class_id = bpf_map_lookup_elem(&cgroup_classes, &id);
-		if (class_id) {
+		struct cgroup_owner *owner = bpf_map_lookup_elem(&cgroup_classes, &id);
+		if (owner) {
 			*mapped_id = id;
-			return *class_id < MAX_CLASSES ? *class_id : CLASS_UNMAPPED;
+			*tenant_id = owner->tenant_id;
+			return owner->class_id < MAX_CLASSES ? owner->class_id : CLASS_UNMAPPED;
 		}
 	}
 	return CLASS_UNMAPPED;
 }
 
-// Also says whether the agent runs in dry run, from the same settings lookup.
-static __always_inline __u32 class_of_caller(__u64 *cgroup_id, __u8 *dry_run)
+// Also says whether the agent runs in dry run, from the same settings lookup, and the
+// caller's tenant.
+static __always_inline __u32 class_of_caller(__u64 *cgroup_id, __u8 *dry_run, __u64 *tenant_id)
 {
 	__u64 self = bpf_get_current_cgroup_id();
 	__u32 zero = 0;
@@ -222,13 +253,31 @@ static __always_inline __u32 class_of_caller(__u64 *cgroup_id, __u8 *dry_run)
 	struct cached_class *cached = bpf_map_lookup_elem(&class_cache, &self);
 	if (cached && cached->generation == generation) {
 		*cgroup_id = cached->mapped_id;
+		*tenant_id = cached->tenant_id;
 		return cached->class_id;
 	}
 	struct cached_class found = { .mapped_id = self, .generation = generation };
-	found.class_id = walk_to_mapped(caller_depth(), &found.mapped_id);
+	found.class_id = walk_to_mapped(caller_depth(), &found.mapped_id, &found.tenant_id);
 	bpf_map_update_elem(&class_cache, &self, &found, BPF_ANY);
 	*cgroup_id = found.mapped_id;
+	*tenant_id = found.tenant_id;
 	return found.class_id;
+}
+
+// A destination the trie denied may be a pod of the caller's own tenant that a "same tenant"
+// rule of the caller's class opens.
+static __always_inline int peer_allows(__u64 tenant_id, __u32 class_id, __u8 family,
+				       const __u32 *addr, __u16 port, __u8 protocol)
+{
+	if (tenant_id == 0)
+		return 0;
+	struct peer_key key = { .tenant_id = tenant_id, .class_id = class_id, .family = family };
+	key.addr[0] = addr[0];
+	key.addr[1] = addr[1];
+	key.addr[2] = addr[2];
+	key.addr[3] = addr[3];
+	struct rule *rule = bpf_map_lookup_elem(&tenant_peers, &key);
+	return rule && port_allowed(rule, port, protocol);
 }
 
 static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u8 protocol)
@@ -304,12 +353,15 @@ static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
 {
 	if ((bpf_ntohl(addr) >> 24) == 127)
 		return 1;
-	__u64 cgroup_id;
+	__u64 cgroup_id, tenant_id = 0;
 	__u8 dry_run;
-	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
+	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
 	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
 	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), class_id, port, protocol);
 	__u32 addrs[4] = { addr, 0, 0, 0 };
+	if (reason && reason != REASON_METADATA &&
+	    peer_allows(tenant_id, class_id, 4, addrs, port, protocol))
+		reason = 0;
 	return verdict(reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
 }
 
@@ -329,15 +381,18 @@ static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protoco
 		__u32 v4 = (bpf_ntohl(addr[0]) << 16) | (bpf_ntohl(addr[1]) >> 16);
 		return decide_v4(bpf_htonl(v4), port, protocol);
 	}
-	__u64 cgroup_id;
+	__u64 cgroup_id, tenant_id = 0;
 	__u8 dry_run;
-	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
+	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
 	struct v6_key key = { .prefixlen = 160, .class_id = class_id };
 	key.addr[0] = addr[0];
 	key.addr[1] = addr[1];
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
 	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), class_id, port, protocol);
+	if (reason && reason != REASON_METADATA &&
+	    peer_allows(tenant_id, class_id, 6, addr, port, protocol))
+		reason = 0;
 	return verdict(reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
 }
 
@@ -384,9 +439,9 @@ int hubguard_sock_create(struct bpf_sock *sk)
 	int icmp = sk->protocol == IPPROTO_ICMP || sk->protocol == PROTO_ICMPV6;
 	if (sk->type != SOCK_RAW && !icmp)
 		return 1;
-	__u64 cgroup_id;
+	__u64 cgroup_id, tenant_id;
 	__u8 dry_run;
-	__u32 class_id = class_of_caller(&cgroup_id, &dry_run);
+	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
 	__u32 *flags = bpf_map_lookup_elem(&class_flags, &class_id);
 	if (flags && (*flags & CLASS_RAW_SOCKETS))
 		return 1;

@@ -91,7 +91,17 @@ const ADDRESSES: &[&str] = &[
     "10.96.0.10/32",
     "10.96.5.5/32",
     "10.20.0.10/32",
+    "10.20.1.1/32", // alice's Dask scheduler
+    "10.20.2.2/32", // bob's Dask scheduler
 ];
+
+/// The operator-made Dask schedulers of two tenants (on another node: only their addresses
+/// matter here), which listen without authentication.
+const SCHEDULERS: &[(&str, &str, &str)] = &[
+    ("alice-scheduler", "alice", "10.20.1.1"),
+    ("bob-scheduler", "bob", "10.20.2.2"),
+];
+const SCHEDULER_PROBES: [&str; 2] = ["tcp:10.20.1.1:8786", "tcp:10.20.2.2:8786"];
 
 const ENDPOINTS: &[&str] = &[
     "tcp:169.254.169.254:80",
@@ -99,7 +109,26 @@ const ENDPOINTS: &[&str] = &[
     "udp:10.96.0.10:53",
     "tcp:10.96.5.5:8081",
     "tcp:10.20.0.10:8080",
+    SCHEDULER_PROBES[0],
+    SCHEDULER_PROBES[1],
 ];
+
+/// tess-public with the Dask ports open to the pods of the caller's own tenant, as tess-private
+/// has them.
+fn policy_with_dask(dir: &TempDir) -> PathBuf {
+    let shipped = std::fs::read_to_string(root().join("policies/tess-public.yaml")).unwrap();
+    let policy = shipped.replace(
+        "        - name: hub-api\n",
+        "        - name: dask-clusters\n          to: {namespace: tess-public, sameTenant: true}\n          ports: [{port: 8786, endPort: 8788}]\n        - name: hub-api\n",
+    );
+    assert_ne!(
+        policy, shipped,
+        "the tess-public preset's hub-api rule moved"
+    );
+    let path = dir.path("policy.yaml");
+    std::fs::write(&path, policy).unwrap();
+    path
+}
 
 /// What each class may reach under the tess-public preset (probe order as ENDPOINTS).
 const USER: [&str; 5] = ["EPERM", "ok", "ok", "ok", "EPERM"];
@@ -111,6 +140,11 @@ const NO_AGENT: [&str; 5] = ["ok", "ok", "ok", "ok", "ok"];
 
 fn expect(outcomes: [&'static str; 5]) -> Vec<(&'static str, &'static str)> {
     ENDPOINTS.iter().copied().zip(outcomes).collect()
+}
+
+/// The Dask schedulers as `caller` reaches them: its own tenant's only.
+fn schedulers(own: &'static str, other: &'static str) -> Vec<(&'static str, &'static str)> {
+    SCHEDULER_PROBES.iter().copied().zip([own, other]).collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -212,6 +246,30 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         ),
     ];
     plane.kubectl_stdin(&["apply", "-f", "-"], Some(&pods.join("---\n")));
+    for (name, tenant, ip) in SCHEDULERS {
+        plane.kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(&pod(
+                "tess-public",
+                name,
+                "node-b",
+                &format!("{{dask.org/component: scheduler, hubguard.dev/class: dask, hubguard.dev/tenant: {tenant}}}"),
+            )),
+        );
+        plane.kubectl(&[
+            "patch",
+            "pod",
+            "-n",
+            "tess-public",
+            name,
+            "--subresource",
+            "status",
+            "--type",
+            "merge",
+            "-p",
+            &format!(r#"{{"status":{{"podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#),
+        ]);
+    }
 
     // hubguard installed by the chart: its RBAC (the agent acts as the chart's node-agent
     // account) and its webhook configurations, pointing at a webhook running here.
@@ -274,7 +332,7 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
     let ns = Netns::isolated("cluster", ADDRESSES);
     let _servers = Servers::start(&ns, ENDPOINTS);
     let dir = TempDir::new("node-agent-cluster");
-    let policy = root().join("policies/tess-public.yaml");
+    let policy = policy_with_dask(&dir);
 
     for driver in [Driver::Cgroupfs, Driver::Systemd] {
         let context = |what: &str| format!("{driver:?}: {what}");
@@ -382,9 +440,21 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         assert_probes(&ns, &alice, &expect(USER), &context("alice, a user pod"));
         assert_probes(
             &ns,
+            &alice,
+            &schedulers("ok", "EPERM"),
+            &context("alice reaches her own Dask scheduler, not bob's"),
+        );
+        assert_probes(
+            &ns,
             &dora,
             &expect(USER),
             &context("dora's unlabelled pod: the class admission gave it"),
+        );
+        assert_probes(
+            &ns,
+            &dora,
+            &schedulers("EPERM", "EPERM"),
+            &context("dora reaches neither alice's nor bob's scheduler"),
         );
         assert_probes(
             &ns,

@@ -29,13 +29,30 @@ pub struct Inventory {
     pub node_pods: HashMap<String, NodePod>,
     /// `namespace/name` → cluster IPs.
     pub services: HashMap<String, Vec<IpAddr>>,
-    /// namespace → pod UID → pod IPs.
-    pub namespace_pods: HashMap<String, HashMap<String, Vec<IpAddr>>>,
+    /// namespace → pod UID → its IPs and recorded tenant.
+    pub namespace_pods: HashMap<String, HashMap<String, PeerPod>>,
     pub node_pods_listed: bool,
     pub services_listed: bool,
 }
 
+/// A pod of a namespace the rules name: where it is, and whose (as admission recorded it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPod {
+    pub ips: Vec<IpAddr>,
+    pub tenant: Option<String>,
+}
+
 pub type SharedInventory = Arc<Mutex<Inventory>>;
+
+fn peer_pod(pod: &Pod) -> PeerPod {
+    PeerPod {
+        ips: pod_ips(pod),
+        tenant: pod
+            .labels()
+            .get(hubguard_policy::identity::TENANT_LABEL)
+            .cloned(),
+    }
+}
 
 enum Change<K> {
     Reset(Vec<K>),
@@ -231,12 +248,12 @@ impl Watches {
                         Change::Reset(all) => {
                             *pods = all
                                 .iter()
-                                .filter_map(|p| Some((p.uid()?, pod_ips(p))))
+                                .filter_map(|p| Some((p.uid()?, peer_pod(p))))
                                 .collect();
                         }
                         Change::Upsert(p) => {
                             if let Some(uid) = p.uid() {
-                                pods.insert(uid, pod_ips(&p));
+                                pods.insert(uid, peer_pod(&p));
                             }
                         }
                         Change::Remove(p) => {

@@ -13,13 +13,15 @@ use crate::classes::ClassId;
 use crate::cluster::Inventory;
 use crate::events::Owner;
 use crate::kernel::Desired;
-use crate::rules::{Compiled, Resolved};
+use crate::rules::{self, Compiled, Resolved};
 
 /// A cgroup the agent maps, and whose it is.
 #[derive(Debug, Clone)]
 pub struct MappedCgroup {
     pub id: u64,
     pub class: ClassId,
+    /// The tenant recorded at admission, if any.
+    pub tenant: Option<String>,
     pub owner: Owner,
 }
 
@@ -49,10 +51,14 @@ pub fn plan(compiled: &Compiled, cgroups: Cgroups, dry_run: bool) -> Plan {
         ..Plan::default()
     };
     plan.desired.rules = compiled.table.clone();
+    plan.desired.peers = compiled.peers.clone();
     plan.desired.class_flags = compiled.class_flags.clone();
     plan.desired.dry_run = dry_run;
     for cgroup in mapped {
-        plan.desired.cgroups.insert(cgroup.id, cgroup.class);
+        plan.desired.cgroups.insert(
+            cgroup.id,
+            (cgroup.class, rules::tenant_id(cgroup.tenant.as_deref())),
+        );
         *plan.pods_per_class.entry(cgroup.class).or_default() += 1;
         plan.owners.insert(cgroup.id, cgroup.owner);
     }
@@ -109,7 +115,15 @@ pub fn cluster_cgroups(
             ClassId::Unmapped
         });
         match cgroups::find_pod_cgroup(pods_tree, uid).map(|p| cgroups::cgroup_id(&p)) {
-            Some(Ok(id)) => mapped.push(MappedCgroup { id, class, owner }),
+            Some(Ok(id)) => mapped.push(MappedCgroup {
+                id,
+                class,
+                tenant: pod
+                    .labels
+                    .get(hubguard_policy::identity::TENANT_LABEL)
+                    .cloned(),
+                owner,
+            }),
             _ => unresolved.push(format!("{}/{}", pod.namespace, pod.name)),
         }
     }
@@ -121,6 +135,7 @@ pub fn cluster_cgroups(
             mapped.push(MappedCgroup {
                 id,
                 class: ClassId::Exempt,
+                tenant: None,
                 owner: Owner {
                     namespace: "hubguard".into(),
                     name: "node-agent".into(),
@@ -165,7 +180,22 @@ pub fn cluster_resolved(policy: &Policy, inventory: &Inventory) -> Resolved {
         namespaces: inventory
             .namespace_pods
             .iter()
-            .map(|(ns, pods)| (ns.clone(), pods.values().flatten().copied().collect()))
+            .map(|(ns, pods)| {
+                let ips = pods.values().flat_map(|p| p.ips.iter().copied()).collect();
+                (ns.clone(), ips)
+            })
+            .collect(),
+        namespace_tenants: inventory
+            .namespace_pods
+            .iter()
+            .map(|(ns, pods)| {
+                let mut peers: Vec<(Option<String>, IpAddr)> = pods
+                    .values()
+                    .flat_map(|p| p.ips.iter().map(|ip| (p.tenant.clone(), *ip)))
+                    .collect();
+                peers.sort();
+                (ns.clone(), peers)
+            })
             .collect(),
     }
 }
@@ -180,6 +210,7 @@ pub fn standalone_cgroups(
             Ok(MappedCgroup {
                 id: cgroups::cgroup_id(path)?,
                 class: *class,
+                tenant: None,
                 owner: Owner {
                     namespace: "standalone".into(),
                     name: path.display().to_string(),

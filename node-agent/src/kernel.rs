@@ -3,7 +3,9 @@
 //! keep the maps equal to what userspace wants, and remove everything on `--uninstall`.
 //!
 //! Pins under the pin directory:
-//! - `maps/<name>`: the maps, shared by every agent version (pinned by name at load).
+//! - `maps/<MAPS_ABI>/<name>`: the maps, shared by every agent version with the same map
+//!   layout (pinned by name at load). A new layout gets a directory of its own, filled from
+//!   scratch; the old one goes with the old programs' links.
 //! - `links/<cgroup id>/<program>-<object version>`: one link per program and attach point.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +23,11 @@ use ipnet::IpNet;
 
 use crate::cgroups;
 use crate::classes::{ClassId, MAX_CLASSES};
-use crate::rules::{Entry, PortRange, RuleTable, MAX_PORT_RANGES};
+use crate::rules::{Entry, PeerTable, PortRange, RuleTable, MAX_PORT_RANGES};
+
+/// The maps' layout (key and value types, sizes): bumped whenever ebpf/egress.bpf.c changes
+/// one, so that an upgraded agent never loads programs against maps of another layout.
+pub const MAPS_ABI: &str = "abi2";
 
 /// The compiled kernel programs (built by build.rs with clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
@@ -130,6 +136,55 @@ impl From<&Entry> for RawRule {
     }
 }
 
+/// `struct cgroup_owner` in the C program.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RawOwner {
+    class_id: u32,
+    pad: u32,
+    tenant_id: u64,
+}
+
+// SAFETY: plain old data, repr(C), explicit padding.
+unsafe impl aya::Pod for RawOwner {}
+
+/// `struct peer_key` in the C program.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+struct RawPeerKey {
+    tenant_id: u64,
+    class_id: u32,
+    family: u32,
+    addr: [u32; 4],
+}
+
+// SAFETY: plain old data, repr(C), no padding.
+unsafe impl aya::Pod for RawPeerKey {}
+
+impl RawPeerKey {
+    fn new(class: ClassId, tenant_id: u64, ip: &IpAddr) -> Self {
+        let mut addr = [0u32; 4];
+        let family = match ip {
+            IpAddr::V4(v4) => {
+                addr[0] = u32::from_ne_bytes(v4.octets());
+                4
+            }
+            IpAddr::V6(v6) => {
+                for (slot, chunk) in addr.iter_mut().zip(v6.octets().chunks(4)) {
+                    *slot = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                }
+                6
+            }
+        };
+        RawPeerKey {
+            tenant_id,
+            class_id: class as u32,
+            family,
+            addr,
+        }
+    }
+}
+
 /// `struct settings` in the C program.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,7 +211,10 @@ fn trie_data<const N: usize>(class: ClassId, addr: &[u8]) -> [u8; N] {
 /// What userspace wants in the maps.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
-    pub cgroups: HashMap<u64, ClassId>,
+    /// Cgroup id → its class and tenant id (`rules::tenant_id`).
+    pub cgroups: HashMap<u64, (ClassId, u64)>,
+    /// "Same tenant" destinations, shared with the compiled policy like `rules`.
+    pub peers: std::sync::Arc<PeerTable>,
     /// CLASS_* flags per class (raw and ICMP echo sockets).
     pub class_flags: BTreeMap<ClassId, u32>,
     /// Shared with the compiled policy it came from: 10,000 rules are held once.
@@ -181,7 +239,8 @@ pub struct AttachReport {
 pub struct Kernel {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    cgroup_classes: BpfHashMap<MapData, u64, u32>,
+    cgroup_classes: BpfHashMap<MapData, u64, RawOwner>,
+    tenant_peers: BpfHashMap<MapData, RawPeerKey, RawRule>,
     v4_rules: LpmTrie<MapData, V4Data, RawRule>,
     v6_rules: LpmTrie<MapData, V6Data, RawRule>,
     settings: Array<MapData, RawSettings>,
@@ -194,7 +253,7 @@ impl Kernel {
     /// Loads the programs; the maps are the pinned ones if an earlier agent left them.
     pub fn load(pin_dir: &Path) -> Result<Kernel, KernelError> {
         ensure_bpffs(pin_dir)?;
-        let maps_dir = pin_dir.join("maps");
+        let maps_dir = pin_dir.join("maps").join(MAPS_ABI);
         std::fs::create_dir_all(&maps_dir).map_err(io_error(&maps_dir))?;
         // No kernel BTF: the programs use no CO-RE relocations (uapi headers only), and
         // parsing /sys/kernel/btf/vmlinux cost the agent about 20 MiB of memory.
@@ -212,6 +271,8 @@ impl Kernel {
         }
         let cgroup_classes = BpfHashMap::try_from(take(&mut ebpf, "cgroup_classes")?)
             .map_err(map_error("cgroup_classes"))?;
+        let tenant_peers = BpfHashMap::try_from(take(&mut ebpf, "tenant_peers")?)
+            .map_err(map_error("tenant_peers"))?;
         let v4_rules =
             LpmTrie::try_from(take(&mut ebpf, "v4_rules")?).map_err(map_error("v4_rules"))?;
         let v6_rules =
@@ -227,6 +288,7 @@ impl Kernel {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             cgroup_classes,
+            tenant_peers,
             v4_rules,
             v6_rules,
             settings,
@@ -272,6 +334,18 @@ impl Kernel {
                     if name.starts_with(&format!("{program_name}-")) && old != pin {
                         std::fs::remove_file(&old).map_err(io_error(&old))?;
                     }
+                }
+            }
+        }
+        // The old programs are detached now: the maps of another layout go with them.
+        let maps_root = self.pin_dir.join("maps");
+        for entry in std::fs::read_dir(&maps_root).map_err(io_error(&maps_root))? {
+            let path = entry.map_err(io_error(&maps_root))?.path();
+            if path.file_name().and_then(|n| n.to_str()) != Some(MAPS_ABI) {
+                if path.is_dir() {
+                    remove_tree(&path)?;
+                } else {
+                    std::fs::remove_file(&path).map_err(io_error(&path))?;
                 }
             }
         }
@@ -337,16 +411,21 @@ impl Kernel {
     /// has not listed the node's pods yet must not forget the pods its predecessor mapped).
     pub fn sync(&mut self, desired: &Desired, prune: bool) -> Result<SyncReport, KernelError> {
         let mut report = SyncReport::default();
-        let current: HashMap<u64, u32> = self
+        let current: HashMap<u64, RawOwner> = self
             .cgroup_classes
             .iter()
             .collect::<Result<_, _>>()
             .map_err(map_error("cgroup_classes"))?;
         let mut cgroups_changed = false;
-        for (id, class) in &desired.cgroups {
-            if current.get(id) != Some(&(*class as u32)) {
+        for (id, (class, tenant_id)) in &desired.cgroups {
+            let owner = RawOwner {
+                class_id: *class as u32,
+                pad: 0,
+                tenant_id: *tenant_id,
+            };
+            if current.get(id) != Some(&owner) {
                 self.cgroup_classes
-                    .insert(id, *class as u32, 0)
+                    .insert(id, owner, 0)
                     .map_err(map_error("cgroup_classes"))?;
                 report.written += 1;
                 cgroups_changed = true;
@@ -419,6 +498,35 @@ impl Kernel {
                     .map_err(map_error("class_flags"))?;
                 report.written += 1;
             }
+        }
+        let peers: HashMap<RawPeerKey, RawRule> = desired
+            .peers
+            .iter()
+            .map(|((class, tenant, ip), entry)| {
+                (RawPeerKey::new(*class, *tenant, ip), RawRule::from(entry))
+            })
+            .collect();
+        let current_peers: HashMap<RawPeerKey, RawRule> = self
+            .tenant_peers
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_error("tenant_peers"))?;
+        for (key, rule) in &peers {
+            if current_peers.get(key) != Some(rule) {
+                self.tenant_peers
+                    .insert(key, rule, 0)
+                    .map_err(map_error("tenant_peers"))?;
+                report.written += 1;
+            }
+        }
+        for key in current_peers
+            .keys()
+            .filter(|k| prune && !peers.contains_key(k))
+        {
+            self.tenant_peers
+                .remove(key)
+                .map_err(map_error("tenant_peers"))?;
+            report.removed += 1;
         }
         sync_trie(&mut self.v4_rules, &v4, "v4_rules", prune, &mut report)?;
         sync_trie(&mut self.v6_rules, &v6, "v6_rules", prune, &mut report)?;

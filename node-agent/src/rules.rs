@@ -50,6 +50,23 @@ pub struct Resolved {
     pub services: HashMap<String, Vec<IpAddr>>,
     /// namespace → its pods' IPs.
     pub namespaces: HashMap<String, Vec<IpAddr>>,
+    /// namespace → its pods' IPs with the tenant recorded on each (for "same tenant" rules).
+    pub namespace_tenants: HashMap<String, Vec<(Option<String>, IpAddr)>>,
+}
+
+/// "Same tenant" destinations, keyed by the caller's class, a tenant id and a pod address of
+/// that tenant.
+pub type PeerTable = BTreeMap<(ClassId, u64, IpAddr), Entry>;
+
+/// The id the kernel knows a tenant by: 64 bits of FNV-1a over the name (a 32-bit id would
+/// collide among ten thousand tenants with a chance of about 1%). Pods of no tenant share one
+/// id; 0 is kept for "unknown", which has no peers.
+pub fn tenant_id(tenant: Option<&str>) -> u64 {
+    let bytes = tenant.map_or(&[0u8][..], str::as_bytes);
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash.max(1)
 }
 
 /// Every class's entries, keyed by class and (truncated) prefix.
@@ -69,6 +86,7 @@ pub enum CompileError {
 #[derive(Debug, Default)]
 pub struct Compiled {
     pub table: std::sync::Arc<RuleTable>,
+    pub peers: std::sync::Arc<PeerTable>,
     /// Per class id: CLASS_* flags (raw and ICMP echo sockets).
     pub class_flags: BTreeMap<ClassId, u32>,
     pub unresolved: BTreeSet<String>,
@@ -180,6 +198,52 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
             table.insert((class, prefix), entry);
         }
     }
+    let mut peers = PeerTable::new();
+    for class in [
+        ClassId::User,
+        ClassId::Dask,
+        ClassId::Platform,
+        ClassId::Other,
+    ] {
+        let rules = class
+            .pod_class()
+            .and_then(|c| policy.class(c))
+            .map(|c| c.egress.as_slice())
+            .unwrap_or_default();
+        for rule in rules.iter().filter(|r| r.to.same_tenant) {
+            let Some(namespace) = &rule.to.namespace else {
+                continue;
+            };
+            let pods = resolved
+                .namespace_tenants
+                .get(namespace)
+                .filter(|p| !p.is_empty());
+            let Some(pods) = pods else {
+                out.unresolved.insert(format!("namespace {namespace}"));
+                continue;
+            };
+            let ranges: Vec<PortRange> = resolve_rule(rule, resolved, &mut BTreeSet::new())
+                .ports
+                .into_iter()
+                .flat_map(without_dns)
+                .collect();
+            for (tenant, ip) in pods {
+                let entry = peers
+                    .entry((class, tenant_id(tenant.as_deref()), *ip))
+                    .or_default();
+                entry.ranges.extend(ranges.iter().copied());
+                entry.ranges = merge(std::mem::take(&mut entry.ranges));
+                if entry.ranges.len() > MAX_PORT_RANGES {
+                    return Err(CompileError::TooManyPortRanges {
+                        class: class.as_str(),
+                        prefix: IpNet::from(*ip),
+                        count: entry.ranges.len(),
+                    });
+                }
+            }
+        }
+    }
+    out.peers = std::sync::Arc::new(peers);
     // A grant opens exactly one endpoint to exactly one class (validated with the policy),
     // flagged so that the kernel counts its use.
     for grant in &policy.network.credential_grants {
@@ -260,7 +324,8 @@ fn resolve_rule(
     if let Some(service) = &rule.to.service {
         lookup(format!("service {service}"), resolved.services.get(service));
     }
-    if let Some(namespace) = &rule.to.namespace {
+    // A "same tenant" rule opens no prefix: its pods go to the peer table.
+    if let Some(namespace) = rule.to.namespace.as_ref().filter(|_| !rule.to.same_tenant) {
         lookup(
             format!("namespace {namespace}"),
             resolved.namespaces.get(namespace),
@@ -401,7 +466,61 @@ mod tests {
                 "dask".to_string(),
                 vec!["10.244.1.5".parse().unwrap(), "fd00:10::5".parse().unwrap()],
             )]),
+            namespace_tenants: HashMap::from([(
+                "hub".to_string(),
+                vec![
+                    (Some("alice".to_string()), "10.244.2.1".parse().unwrap()),
+                    (Some("bob".to_string()), "10.244.2.2".parse().unwrap()),
+                    (None, "10.244.2.3".parse().unwrap()),
+                ],
+            )]),
         }
+    }
+
+    #[test]
+    fn same_tenant_rules_open_only_the_tenants_own_pods() {
+        let p = policy(
+            "{clusterDNS: {addresses: [10.96.0.10]}}",
+            "[{name: dask, to: {namespace: hub, sameTenant: true}, ports: [{port: 8786, endPort: 8788}]}]",
+        );
+        let compiled = compile(&p, &resolved()).expect("compiles");
+        let peer = |tenant: Option<&str>, ip: &str| {
+            compiled
+                .peers
+                .get(&(ClassId::User, tenant_id(tenant), ip.parse().unwrap()))
+                .cloned()
+        };
+        let dask_ports = Entry {
+            flags: 0,
+            ranges: vec![PortRange {
+                protocol: TCP,
+                first: 8786,
+                last: 8788,
+            }],
+        };
+        assert_eq!(peer(Some("alice"), "10.244.2.1"), Some(dask_ports.clone()));
+        assert_eq!(
+            peer(Some("alice"), "10.244.2.2"),
+            None,
+            "bob's pod is not alice's"
+        );
+        assert_eq!(peer(Some("bob"), "10.244.2.2"), Some(dask_ports.clone()));
+        assert_eq!(
+            peer(None, "10.244.2.3"),
+            Some(dask_ports),
+            "pods of no tenant: each other's"
+        );
+        assert_eq!(compiled.peers.len(), 3);
+        // The namespace's pods are no prefix of the trie: other tenants' pods stay closed.
+        assert!(!allows(
+            &compiled.table,
+            ClassId::User,
+            "10.244.2.2".parse().unwrap(),
+            8786,
+            TCP
+        ));
+        assert_ne!(tenant_id(Some("alice")), tenant_id(Some("bob")));
+        assert_ne!(tenant_id(None), 0);
     }
 
     const PUBLIC_WEB: &str = "[{name: web, to: {cidrs: [0.0.0.0/0, '::/0'], except: [private]}, ports: [{port: 80}, {port: 443}]}, {name: hub, to: {service: hub/hub}, ports: [{port: 8081}]}, {name: dask, to: {namespace: dask}, ports: [{port: 8786, endPort: 8788}]}, {name: wide, to: {cidrs: [198.51.100.0/24]}, ports: [{port: 1, endPort: 65535, protocol: UDP}]}]";

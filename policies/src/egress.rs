@@ -151,6 +151,10 @@ pub struct Destination {
     pub except: Vec<String>,
     pub service: Option<String>,
     pub namespace: Option<String>,
+    /// With `namespace`: only the pods of that namespace that belong to the caller's own
+    /// tenant (as admission recorded it). Pods of no tenant reach each other's.
+    #[serde(default)]
+    pub same_tenant: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -301,6 +305,12 @@ fn validate_destination(to: &Destination, path: &str, errs: &mut FieldErrors) {
             );
         }
     }
+    if to.same_tenant && to.namespace.is_none() {
+        errs.push(
+            format!("{path}.sameTenant"),
+            "only applies together with namespace",
+        );
+    }
     if let Some(ns) = &to.namespace {
         if ns.is_empty() || ns.contains('/') {
             errs.push(
@@ -366,6 +376,16 @@ mod tests {
                 "end below start",
                 "[{name: x, to: {namespace: a}, ports: [{port: 10, endPort: 5}]}]",
                 &["egress[0].ports[0].endPort"],
+            ),
+            (
+                "same tenant in a namespace",
+                "[{name: x, to: {namespace: hub, sameTenant: true}, ports: [{port: 8786}]}]",
+                &[],
+            ),
+            (
+                "same tenant without a namespace",
+                "[{name: x, to: {cidrs: [10.0.0.0/8], sameTenant: true}, ports: [{port: 8786}]}]",
+                &["egress[0].to.sameTenant"],
             ),
             (
                 "service without namespace",
