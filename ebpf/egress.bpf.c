@@ -22,102 +22,28 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MAX_PORT_RANGES 16
+#include "abi.h"
+
 #define MAX_CGROUP_DEPTH 32 // a power of two: the depth is found by bisection
-#define MAX_CLASSES 8
-#define CLASS_UNMAPPED 0
 
 #ifndef SOCK_RAW
 #define SOCK_RAW 3
 #endif
 #define PROTO_ICMPV6 58
 
-// Why a destination was denied. 0 counts events lost because the ring buffer was full;
-// REASON_GRANT_USED counts connects a credential grant allowed (not a denial).
-#define REASON_EVENT_LOST 0
-#define REASON_METADATA 1
-#define REASON_DESTINATION 2
-#define REASON_PORT 3
-#define REASON_SOCKET 4
-#define REASON_GRANT_USED 5
-#define REASONS 6
+// What a program returns to the kernel.
+#define VERDICT_DENY 0 // the call fails with EPERM
+#define VERDICT_ALLOW 1
 
-// rule.flags
-#define RULE_METADATA 1 // the prefix is a cloud credential endpoint
-#define RULE_ANY_PORT 2 // every port and protocol is allowed
-#define RULE_GRANT 4 // a credential endpoint the policy grants this class: counted when used
+// What judge() returns when nothing denies (otherwise a REASON_*).
+#define ALLOWED 0
 
-// settings.flags
-#define SETTING_DRY_RUN 1 // report what would be denied, deny nothing
-
-// class_flags values
-#define CLASS_RAW_SOCKETS 1 // raw and ICMP echo sockets may be created
-
-struct port_range {
-	__u16 first;
-	__u16 last;
-	__u8 protocol; // IPPROTO_TCP or IPPROTO_UDP
-	__u8 pad[3];
-};
-
-struct rule {
-	__u32 flags;
-	__u32 count; // used entries of ranges; 0 with no RULE_ANY_PORT denies the prefix
-	struct port_range ranges[MAX_PORT_RANGES];
-};
-
-// The class id is part of the prefix (prefixlen counts its 32 bits), so one trie holds
-// every class's rules and a lookup never crosses into another class.
-struct v4_key {
-	__u32 prefixlen;
-	__u32 class_id;
-	__u32 addr; // network byte order
-};
-
-struct v6_key {
-	__u32 prefixlen;
-	__u32 class_id;
-	__u32 addr[4]; // network byte order
-};
-
-struct settings {
-	__u32 flags;
-	__u32 generation; // bumped by the agent after every change to cgroup_classes
-};
-
-// Who a mapped cgroup is: its class, and its tenant (0: unknown, which has no peers).
-struct cgroup_owner {
-	__u32 class_id;
-	__u32 pad;
-	__u64 tenant_id;
-};
-
+// The kernel's own cache, not part of the ABI: the class the ancestor walk found for a caller.
 struct cached_class {
 	__u64 mapped_id; // the mapped ancestor, or the caller's own id when none is mapped
 	__u32 class_id;
 	__u32 generation; // settings.generation when the walk found it
 	__u64 tenant_id;
-};
-
-// A pod address of a tenant, as a destination for "pods of the same tenant" rules.
-struct peer_key {
-	__u64 tenant_id;
-	__u32 class_id; // the caller's class, whose rules opened the ports
-	__u32 family; // 4 or 6
-	__u32 addr[4]; // IPv4 in addr[0]; network byte order
-};
-
-struct denial {
-	__u64 cgroup_id; // the mapped cgroup (pod or user cgroup), or the caller's own if unmapped
-	__u32 class_id;
-	__u32 pid;
-	__u32 addr[4]; // IPv4 in addr[0]; network byte order
-	__u16 port;
-	__u8 family; // 4 or 6
-	__u8 protocol;
-	__u8 reason;
-	__u8 dry_run;
-	__u8 pad[2];
 };
 
 // Key: a cgroup id (the inode number of the cgroup's directory): a pod's cgroup, or a
@@ -296,7 +222,7 @@ static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u
 
 static __always_inline void count(__u32 class_id, __u32 reason);
 
-// 0 when allowed, else the reason.
+// ALLOWED, or the reason to deny.
 static __always_inline int judge(const struct rule *rule, __u32 class_id, __u16 port,
 				 __u8 protocol)
 {
@@ -305,7 +231,7 @@ static __always_inline int judge(const struct rule *rule, __u32 class_id, __u16 
 	if (port_allowed(rule, port, protocol)) {
 		if (rule->flags & RULE_GRANT)
 			count(class_id, REASON_GRANT_USED);
-		return 0;
+		return ALLOWED;
 	}
 	if (rule->flags & RULE_METADATA)
 		return REASON_METADATA;
@@ -323,8 +249,8 @@ static __always_inline void count(__u32 class_id, __u32 reason)
 static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, __u8 dry_run,
 				   __u8 family, const __u32 *addr, __u16 port, __u8 protocol)
 {
-	if (reason == 0)
-		return 1;
+	if (reason == ALLOWED)
+		return VERDICT_ALLOW;
 	count(class_id, reason);
 	struct denial *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (event) {
@@ -346,29 +272,29 @@ static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, 
 	} else {
 		count(class_id, REASON_EVENT_LOST);
 	}
-	return dry_run ? 1 : 0;
+	return dry_run ? VERDICT_ALLOW : VERDICT_DENY;
 }
 
 static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
 {
 	if ((bpf_ntohl(addr) >> 24) == 127)
-		return 1;
+		return VERDICT_ALLOW;
 	__u64 cgroup_id, tenant_id = 0;
 	__u8 dry_run;
 	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
 	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
 	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), class_id, port, protocol);
 	__u32 addrs[4] = { addr, 0, 0, 0 };
-	if (reason && reason != REASON_METADATA &&
+	if (reason != ALLOWED && reason != REASON_METADATA &&
 	    peer_allows(tenant_id, class_id, 4, addrs, port, protocol))
-		reason = 0;
+		reason = ALLOWED;
 	return verdict(reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
 }
 
 static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protocol)
 {
 	if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1))
-		return 1;
+		return VERDICT_ALLOW;
 	// Forms that deliver to an IPv4 address are judged as it (policies/src/egress.rs,
 	// embedded_ipv4, is the same rule): v4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d,
 	// NAT64 64:ff9b::a.b.c.d (a translator on an IPv6-only cluster forwards it), and 6to4
@@ -390,9 +316,9 @@ static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protoco
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
 	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), class_id, port, protocol);
-	if (reason && reason != REASON_METADATA &&
+	if (reason != ALLOWED && reason != REASON_METADATA &&
 	    peer_allows(tenant_id, class_id, 6, addr, port, protocol))
-		reason = 0;
+		reason = ALLOWED;
 	return verdict(reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
 }
 
@@ -438,13 +364,13 @@ int hubguard_sock_create(struct bpf_sock *sk)
 {
 	int icmp = sk->protocol == IPPROTO_ICMP || sk->protocol == PROTO_ICMPV6;
 	if (sk->type != SOCK_RAW && !icmp)
-		return 1;
+		return VERDICT_ALLOW;
 	__u64 cgroup_id, tenant_id;
 	__u8 dry_run;
 	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
 	__u32 *flags = bpf_map_lookup_elem(&class_flags, &class_id);
 	if (flags && (*flags & CLASS_RAW_SOCKETS))
-		return 1;
+		return VERDICT_ALLOW;
 	__u32 none[4] = { 0, 0, 0, 0 };
 	return verdict(REASON_SOCKET, cgroup_id, class_id, dry_run, sk->family == 10 ? 6 : 4,
 		       none, 0, (__u8)sk->protocol);

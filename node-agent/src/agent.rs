@@ -13,15 +13,13 @@ use hubguard_policy::{Policy, PolicyError};
 use hubguard_webhook::watch::FileWatch;
 use tokio::sync::Notify;
 
+use crate::abi::Reason;
 use crate::cgroups::{self, CgroupError};
 use crate::classes::ClassId;
 use crate::cluster::{SharedInventory, Watches};
 use crate::desired::{self, Plan};
 use crate::events::{self, DenialSink, Owners};
-use crate::kernel::{
-    Desired, Kernel, KernelError, REASON_DESTINATION, REASON_EVENT_LOST, REASON_GRANT_USED,
-    REASON_METADATA, REASON_SOCKET,
-};
+use crate::kernel::{Desired, Kernel, KernelError};
 use crate::metrics::{self, AgentMetrics, Readiness};
 use crate::node_taint;
 use crate::rules::{self, CompileError, Compiled, Resolved};
@@ -391,7 +389,7 @@ fn kernel_counters_refresher(
     kernel: Arc<Mutex<Kernel>>,
     metrics: Arc<AgentMetrics>,
 ) -> Arc<dyn Fn() + Send + Sync> {
-    let seen: Mutex<HashMap<(ClassId, u32), u64>> = Mutex::new(HashMap::new());
+    let seen: Mutex<HashMap<(ClassId, Reason), u64>> = Mutex::new(HashMap::new());
     Arc::new(move || {
         let counts = match kernel.lock().expect("kernel lock").denial_counts() {
             Ok(counts) => counts,
@@ -407,25 +405,27 @@ fn kernel_counters_refresher(
             if delta == 0 {
                 continue;
             }
-            match reason {
-                REASON_EVENT_LOST => metrics.events_lost.inc_by(delta),
-                REASON_GRANT_USED => metrics
-                    .credential_grant_uses
-                    .with_label_values(&[class.as_str()])
-                    .inc_by(delta),
-                _ => {
-                    let label = match reason {
-                        REASON_METADATA => "metadata",
-                        REASON_DESTINATION => "destination",
-                        REASON_SOCKET => "socket",
-                        _ => "port",
-                    };
-                    metrics
-                        .kernel_denials
-                        .with_label_values(&[class.as_str(), label])
-                        .inc_by(delta)
+            let label = match reason {
+                Reason::EventLost => {
+                    metrics.events_lost.inc_by(delta);
+                    continue;
                 }
-            }
+                Reason::GrantUsed => {
+                    metrics
+                        .credential_grant_uses
+                        .with_label_values(&[class.as_str()])
+                        .inc_by(delta);
+                    continue;
+                }
+                Reason::Metadata => "metadata",
+                Reason::Destination => "destination",
+                Reason::Socket => "socket",
+                Reason::Port => "port",
+            };
+            metrics
+                .kernel_denials
+                .with_label_values(&[class.as_str(), label])
+                .inc_by(delta);
         }
     })
 }

@@ -3,8 +3,10 @@
 
 use hubguard_policy::classify::PodClass;
 
-/// Must match MAX_CLASSES and CLASS_UNMAPPED in ebpf/egress.bpf.c.
-pub const MAX_CLASSES: u32 = 8;
+pub use crate::abi::MAX_CLASSES;
+
+const _: () = assert!(ClassId::Unmapped as u32 == crate::abi::CLASS_UNMAPPED);
+const _: () = assert!((ClassId::Exempt as u32) < MAX_CLASSES);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClassId {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
-use crate::kernel::{Denial, REASON_METADATA, REASON_PORT, REASON_SOCKET};
+use crate::abi::Reason;
+use crate::kernel::Denial;
 use crate::metrics::AgentMetrics;
 use crate::rules::{TCP, UDP};
 
@@ -25,11 +26,11 @@ pub type Owners = Arc<RwLock<HashMap<u64, Owner>>>;
 
 /// The `reason` label of `hubguard_egress_denied_total`.
 pub fn reason_label(denial: &Denial) -> &'static str {
-    if denial.reason == REASON_SOCKET {
+    if denial.reason == Reason::Socket {
         "socket"
     } else if denial.port == 53 {
         "dns"
-    } else if denial.reason == REASON_PORT {
+    } else if denial.reason == Reason::Port {
         "port"
     } else {
         "destination"
@@ -110,7 +111,7 @@ impl DenialSink {
                 name: format!("cgroup {}", denial.cgroup_id),
             });
         let class = denial.class.as_str();
-        let reason = if denial.reason == REASON_METADATA {
+        let reason = if denial.reason == Reason::Metadata {
             self.metrics
                 .metadata_denied
                 .with_label_values(&[owner.namespace.as_str(), class])

@@ -21,13 +21,13 @@ use aya::programs::{CgroupSock, CgroupSockAddr, ProgramError};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use ipnet::IpNet;
 
+use crate::abi::{
+    RawDenial, RawOwner, RawPeerKey, RawPortRange, RawRule, RawSettings, Reason, V4Data, V6Data,
+    MAPS_ABI, MAX_PORT_RANGES, REASONS, SETTING_DRY_RUN,
+};
 use crate::cgroups;
 use crate::classes::{ClassId, MAX_CLASSES};
-use crate::rules::{Entry, PeerTable, PortRange, RuleTable, MAX_PORT_RANGES};
-
-/// The maps' layout (key and value types, sizes): bumped whenever ebpf/egress.bpf.c changes
-/// one, so that an upgraded agent never loads programs against maps of another layout.
-pub const MAPS_ABI: &str = "abi2";
+use crate::rules::{Entry, PeerTable, PortRange, RuleTable};
 
 /// The compiled kernel programs (built by build.rs with clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
@@ -40,16 +40,6 @@ pub const PROGRAMS: [&str; 5] = [
     "hubguard_sock_create",
 ];
 
-/// Must match REASONS and the REASON_* values in ebpf/egress.bpf.c.
-pub const REASONS: u32 = 6;
-pub const REASON_EVENT_LOST: u32 = 0;
-pub const REASON_METADATA: u32 = 1;
-pub const REASON_DESTINATION: u32 = 2;
-pub const REASON_PORT: u32 = 3;
-pub const REASON_SOCKET: u32 = 4;
-/// Not a denial: connects a credential grant allowed.
-pub const REASON_GRANT_USED: u32 = 5;
-const SETTING_DRY_RUN: u32 = 1;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,33 +81,12 @@ pub fn object_version() -> String {
     format!("{:08x}", hash >> 32)
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct RawPortRange {
-    first: u16,
-    last: u16,
-    protocol: u8,
-    pad: [u8; 3],
-}
-
-/// `struct rule` in the C program.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawRule {
-    flags: u32,
-    count: u32,
-    ranges: [RawPortRange; MAX_PORT_RANGES],
-}
-
-// SAFETY: plain old data, repr(C), no padding the kernel would not also see.
-unsafe impl aya::Pod for RawRule {}
-
 impl From<&Entry> for RawRule {
     fn from(entry: &Entry) -> Self {
         let mut raw = RawRule {
             flags: entry.flags,
-            count: entry.ranges.len().min(MAX_PORT_RANGES) as u32,
-            ranges: [RawPortRange::default(); MAX_PORT_RANGES],
+            count: entry.ranges.len().min(MAX_PORT_RANGES as usize) as u32,
+            ranges: [RawPortRange::default(); MAX_PORT_RANGES as usize],
         };
         for (slot, range) in raw.ranges.iter_mut().zip(&entry.ranges) {
             let PortRange {
@@ -136,33 +105,8 @@ impl From<&Entry> for RawRule {
     }
 }
 
-/// `struct cgroup_owner` in the C program.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct RawOwner {
-    class_id: u32,
-    pad: u32,
-    tenant_id: u64,
-}
-
-// SAFETY: plain old data, repr(C), explicit padding.
-unsafe impl aya::Pod for RawOwner {}
-
-/// `struct peer_key` in the C program.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-struct RawPeerKey {
-    tenant_id: u64,
-    class_id: u32,
-    family: u32,
-    addr: [u32; 4],
-}
-
-// SAFETY: plain old data, repr(C), no padding.
-unsafe impl aya::Pod for RawPeerKey {}
-
 impl RawPeerKey {
-    fn new(class: ClassId, tenant_id: u64, ip: &IpAddr) -> Self {
+    pub fn new(class: ClassId, tenant_id: u64, ip: &IpAddr) -> Self {
         let mut addr = [0u32; 4];
         let family = match ip {
             IpAddr::V4(v4) => {
@@ -184,22 +128,6 @@ impl RawPeerKey {
         }
     }
 }
-
-/// `struct settings` in the C program.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct RawSettings {
-    flags: u32,
-    /// Bumped after every change to cgroup_classes: the programs' class cache is then stale.
-    generation: u32,
-}
-
-// SAFETY: plain old data, repr(C), two u32s.
-unsafe impl aya::Pod for RawSettings {}
-
-/// Trie keys: class id (native order, as the C struct has it) then the address bytes.
-type V4Data = [u8; 8];
-type V6Data = [u8; 20];
 
 fn trie_data<const N: usize>(class: ClassId, addr: &[u8]) -> [u8; N] {
     let mut data = [0u8; N];
@@ -535,13 +463,13 @@ impl Kernel {
 
     /// Denials counted by the kernel since the maps were created, per class and reason
     /// (reason 0: events lost because the ring buffer was full).
-    pub fn denial_counts(&self) -> Result<Vec<(ClassId, u32, u64)>, KernelError> {
+    pub fn denial_counts(&self) -> Result<Vec<(ClassId, Reason, u64)>, KernelError> {
         let mut out = Vec::new();
         for class in 0..MAX_CLASSES {
-            for reason in 0..REASONS {
+            for reason in Reason::ALL {
                 let values = self
                     .denials
-                    .get(&(class * REASONS + reason), 0)
+                    .get(&(class * REASONS + reason as u32), 0)
                     .map_err(map_error("denials"))?;
                 let total: u64 = values.iter().sum();
                 if total > 0 {
@@ -700,34 +628,32 @@ pub struct Denial {
     pub destination: IpAddr,
     pub port: u16,
     pub protocol: u8,
-    pub reason: u32,
+    pub reason: Reason,
     pub dry_run: bool,
 }
 
 impl Denial {
-    pub const SIZE: usize = 40;
-
+    /// `None` for a record too short or with a reason this agent does not know.
     pub fn parse(bytes: &[u8]) -> Option<Denial> {
-        if bytes.len() < Self::SIZE {
-            return None;
+        let raw = RawDenial::read(bytes)?;
+        let mut addr = [0u8; 16];
+        for (chunk, word) in addr.chunks_mut(4).zip(raw.addr) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
         }
-        let u32_at = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
-        let addr: [u8; 16] = bytes[16..32].try_into().expect("16 bytes");
-        let family = bytes[34];
-        let destination = if family == 4 {
+        let destination = if raw.family == 4 {
             IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
         } else {
             IpAddr::from(addr)
         };
         Some(Denial {
-            cgroup_id: u64::from_ne_bytes(bytes[0..8].try_into().expect("8 bytes")),
-            class: ClassId::from_raw(u32_at(8)),
-            pid: u32_at(12),
+            cgroup_id: raw.cgroup_id,
+            class: ClassId::from_raw(raw.class_id),
+            pid: raw.pid,
             destination,
-            port: u16::from_ne_bytes([bytes[32], bytes[33]]),
-            protocol: bytes[35],
-            reason: u32::from(bytes[36]),
-            dry_run: bytes[37] != 0,
+            port: raw.port,
+            protocol: raw.protocol,
+            reason: Reason::from_raw(u32::from(raw.reason))?,
+            dry_run: raw.dry_run != 0,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! rules per pod class, in the kernel (cgroup socket hooks), whatever the CNI. In a cluster it
 //! maps this node's pods to their cgroups; standalone it maps the cgroups it is given.
 
+pub mod abi;
 pub mod agent;
 pub mod cgroups;
 pub mod classes;

@@ -16,14 +16,12 @@ use ipnet::IpNet;
 
 use crate::classes::ClassId;
 
-/// Must match MAX_PORT_RANGES in ebpf/egress.bpf.c.
-pub const MAX_PORT_RANGES: usize = 16;
-/// Must match RULE_METADATA, RULE_ANY_PORT and RULE_GRANT.
-pub const FLAG_METADATA: u32 = 1;
-pub const FLAG_ANY_PORT: u32 = 2;
-pub const FLAG_GRANT: u32 = 4;
-/// Must match CLASS_RAW_SOCKETS.
-pub const CLASS_RAW_SOCKETS: u32 = 1;
+pub use crate::abi::{
+    CLASS_RAW_SOCKETS, RULE_ANY_PORT as FLAG_ANY_PORT, RULE_GRANT as FLAG_GRANT,
+    RULE_METADATA as FLAG_METADATA,
+};
+/// Port ranges one kernel entry holds.
+pub const MAX_PORT_RANGES: usize = crate::abi::MAX_PORT_RANGES as usize;
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
