@@ -182,7 +182,7 @@ fn hubguard_behind_a_real_api_server() {
     // DaskCluster (created by an administrator for Bob, so recorded as his).
     plane.kubectl_stdin(
         &["apply", "-f", "-"],
-        Some("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: platform-critical}\nvalue: 1000000\n"),
+        Some("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: platform-critical}\nvalue: 1000000\n---\napiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: unconfined-runc}\nhandler: runc\n"),
     );
     plane.kubectl_stdin(
         &["create", "-n", NS, "-f", "-"],
@@ -244,6 +244,7 @@ fn hubguard_behind_a_real_api_server() {
         "daskworkergroup-other-tenant-cluster.yaml",
         "recorded-identity-forged.yaml",
         "host-probe-metadata.yaml",
+        "runtime-class.yaml",
     ] {
         assert!(refused.iter().any(|r| r == must), "{must} not exercised");
     }

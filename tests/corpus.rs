@@ -1,7 +1,7 @@
 //! The corpus under tests/corpus: real-world shapes that must pass the tess presets, and
 //! attacks that must be denied, each for the rule its header names. Every file runs through the
 //! real `hubguard check` binary. Headers:
-//!   `# policy: NAME`   the preset (policies/NAME.yaml)
+//!   `# policy: NAME`   the preset (policies/NAME.yaml), or a path from the repository root
 //!   `# as: USER`       the requester, `# groups: G...` its groups
 //!   `# rule: ID`       (attack) the one enforced violation expected
 //!   `# rules: ID...`   (attack) the set of rules expected, when one shape breaks several
@@ -23,7 +23,7 @@ fn check(path: &Path, h: &Header) -> (i32, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubguard"));
     cmd.arg("check")
         .arg("--policy")
-        .arg(root().join(format!("policies/{}.yaml", h.policy)))
+        .arg(policy_path(&h.policy))
         .args(["-o", "json"]);
     if let Some(user) = &h.requester {
         cmd.args(["--as", user]);
@@ -41,6 +41,14 @@ fn check(path: &Path, h: &Header) -> (i32, Value) {
         )
     });
     (out.status.code().unwrap_or(-1), report)
+}
+
+fn policy_path(name: &str) -> PathBuf {
+    if name.contains('/') {
+        root().join(name)
+    } else {
+        root().join(format!("policies/{name}.yaml"))
+    }
 }
 
 fn files(dir: &str) -> Vec<PathBuf> {
@@ -131,4 +139,45 @@ fn attacks_are_denied_for_their_rule() {
             }
         }
     }
+}
+
+/// Every registered rule has a case table in its own file and at least one attack in the
+/// corpus: adding a rule is adding a file, its cases and its attack.
+#[test]
+fn every_rule_has_its_case_table_and_an_attack() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+        .args(["policy", "rules"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rules: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(rules.len() >= 35, "{listed}");
+    let attacked: Vec<Vec<String>> = files("attack").iter().map(|p| header(p).rules).collect();
+    let checks = root().join("policies/src/checks");
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&checks).unwrap() {
+        sources.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    let mut missing = Vec::new();
+    for rule in &rules {
+        if !attacked.iter().any(|r| r.iter().any(|x| x == rule)) {
+            missing.push(format!("{rule}: no attack in tests/corpus/attack"));
+        }
+        let file = sources
+            .iter()
+            .find(|s| s.contains(&format!("id: \"{rule}\",")));
+        match file {
+            None => missing.push(format!(
+                "{rule}: no file in policies/src/checks registers it"
+            )),
+            Some(text) if !text.contains("fn cases()") => {
+                missing.push(format!("{rule}: its file has no case table (fn cases)"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
