@@ -2,11 +2,9 @@
 //! monitoring values; what the rendered objects promise (fail closed only where hubguard
 //! governs, least privilege, hardened pods); the schema refusing bad values.
 
-mod support;
-
+use crate::support::controlplane::helm_offline;
+use crate::support::{find_object as find, root, yaml_documents, TempDir};
 use serde_json::Value;
-use support::controlplane::helm_offline;
-use support::{find_object as find, root, yaml_documents, TempDir};
 
 const CHART: &str = "charts/hubguard";
 

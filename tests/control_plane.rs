@@ -5,15 +5,13 @@
 //!
 //! One control plane for the whole story, in order: starting one costs seconds and memory.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::controlplane::ControlPlane;
-use support::corpus::header;
-use support::{free_port, root, Webhook};
+use crate::support::controlplane::ControlPlane;
+use crate::support::corpus::header;
+use crate::support::{free_port, root, Webhook};
 
 const NS: &str = "tess-private";
 const RELEASE: &str = "hubguard";

@@ -10,14 +10,12 @@
 //!   `# mutations: none` (pass) the shape must pass without any default being set (the
 //!                       identity /mutate records in the metadata is not a default)
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::corpus::{header, Header};
+use crate::support::root;
 use serde_json::Value;
-use support::corpus::{header, Header};
-use support::root;
 
 fn check(path: &Path, h: &Header) -> (i32, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubguard"));

@@ -4,14 +4,12 @@
 //! their presets unmutated, and the user image definition. The upstream charts (z2jh,
 //! dask-gateway) cannot be downloaded here: the deploy command names them as missing.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::controlplane::{tool, tools_bin, ControlPlane};
+use crate::support::{find_object, root, yaml_documents, TempDir};
 use serde_json::{json, Map, Value};
-use support::controlplane::{tool, tools_bin, ControlPlane};
-use support::{find_object, root, yaml_documents, TempDir};
 
 const DEPLOYMENTS: [(&str, &str); 2] = [
     ("tess-public", "tess-public"),

@@ -4,15 +4,13 @@
 //! Every probe runs inside a network namespace this test creates with only `lo`, carrying
 //! the fake metadata server, fake public and private hosts and a fake cluster DNS.
 
-mod support;
-
 use std::path::Path;
 
-use support::node::{
+use crate::support::node::{
     assert_probes, assert_probes_as, require_root, uninstall, Agent, Netns, Pins, Servers,
     TestCgroup,
 };
-use support::TempDir;
+use crate::support::TempDir;
 
 const ADDRESSES: &[&str] = &[
     "169.254.169.254/32", // metadata
@@ -85,7 +83,7 @@ fn all_reach() -> Vec<(&'static str, &'static str)> {
 
 fn policy_file(dir: &TempDir) -> std::path::PathBuf {
     let shipped =
-        std::fs::read_to_string(support::root().join("policies/tess-public.yaml")).unwrap();
+        std::fs::read_to_string(crate::support::root().join("policies/tess-public.yaml")).unwrap();
     let policy = shipped.replace(
         "clusterDNS: {service: kube-system/kube-dns}",
         "clusterDNS: {addresses: [10.96.0.10]}",

@@ -4,15 +4,13 @@
 //! chart's own RBAC and classes pods by the identity admission recorded on them; probes run
 //! from the pods' container cgroups inside an isolated namespace with only `lo`.
 
-mod support;
-
 use std::path::PathBuf;
 
-use support::controlplane::ControlPlane;
-use support::node::{
+use crate::support::controlplane::ControlPlane;
+use crate::support::node::{
     assert_probes, require_root, uninstall, Agent, Netns, Pins, Servers, TestCgroup,
 };
-use support::{free_port, root, TempDir, Webhook};
+use crate::support::{free_port, root, TempDir, Webhook};
 
 const NODE: &str = "node-a";
 

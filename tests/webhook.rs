@@ -2,15 +2,13 @@
 //! AdmissionReview POSTed on a keep-alive TLS connection, the answer checked field by field.
 //! Metrics are parsed from the operations port, never grepped.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{manifest, review_on, Webhook};
 use base64::Engine;
 use hubguard_webhook::https_client::Protocol;
 use hubguard_webhook::review::ReviewRequest;
 use serde_json::{json, Value};
-use support::{manifest, review_on, Webhook};
 
 const PRIVATE: &str = "policies/tess-private.yaml";
 const HUB: &str = "system:serviceaccount:tess-private:hub";
@@ -550,7 +548,7 @@ async fn certificate_rotation_mid_traffic_fails_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    support::write_serving(&webhook.dir.0, &webhook.ca);
+    crate::support::write_serving(&webhook.dir.0, &webhook.ca);
     let mut total = 0;
     for worker in workers {
         let (sent, failed) = worker.await.unwrap();

@@ -30,10 +30,6 @@ impl Samples {
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
     }
-
-    pub fn names(&self) -> std::collections::BTreeSet<&str> {
-        self.0.iter().map(|s| s.name.as_str()).collect()
-    }
 }
 
 /// Parses every sample line; panics, naming the line, on anything malformed.

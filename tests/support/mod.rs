@@ -1,5 +1,4 @@
 //! Shared by the integration tests that run the real `hubguard` binary as a server.
-#![allow(dead_code)]
 
 pub mod controlplane;
 pub mod corpus;

@@ -134,12 +134,8 @@ impl Drop for Servers {
     }
 }
 
-/// Runs probes from `cgroup` inside `ns`: probe → "ok", "EPERM" or an error.
-pub fn probe(ns: &Netns, cgroup: &Path, probes: &[&str]) -> BTreeMap<String, String> {
-    probe_as(ns, cgroup, None, probes)
-}
-
-/// As [`probe`], as `uid` with no capabilities when given (root otherwise: CAP_NET_RAW).
+/// Runs probes from `cgroup` inside `ns`, as `uid` with no capabilities when given (root
+/// otherwise: CAP_NET_RAW): probe → "ok", "EPERM" or an error.
 pub fn probe_as(
     ns: &Netns,
     cgroup: &Path,

@@ -1,0 +1,13 @@
+//! Every integration test, in one binary: the areas below share `support` and link once.
+//! Each area's file says what it covers.
+
+mod support;
+
+mod chart;
+mod cli;
+mod control_plane;
+mod corpus;
+mod hub_charts;
+mod node_agent;
+mod node_agent_cluster;
+mod webhook;
