@@ -8,6 +8,7 @@ mod cli;
 mod control_plane;
 mod corpus;
 mod hub_charts;
+mod layering;
 mod node_agent;
 mod node_agent_cluster;
 mod webhook;

@@ -5,12 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use hubguard_policy::{Policy, PolicyError};
-use hubguard_webhook::watch::FileWatch;
+use hubguard_daemon::policy_store::{PolicyStore, Reload, StoreError};
+use hubguard_policy::Policy;
 use tokio::sync::Notify;
 
 use crate::abi::Reason;
@@ -54,7 +54,7 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(#[from] StoreError),
     #[error("policy {file}: {error}")]
     Rules { file: String, error: CompileError },
     #[error(transparent)]
@@ -70,14 +70,11 @@ pub enum AgentError {
     },
 }
 
-/// Loads the policy and refuses it when its rules cannot be compiled for the kernel.
-fn load_policy(path: &Path) -> Result<Policy, AgentError> {
-    let policy = Policy::load(path)?;
-    rules::compile(&policy, &Resolved::default()).map_err(|error| AgentError::Rules {
-        file: path.display().to_string(),
-        error,
-    })?;
-    Ok(policy)
+/// The node agent's own check of a policy: its rules must compile for the kernel.
+fn kernel_check(policy: &Policy) -> Result<(), String> {
+    rules::compile(policy, &Resolved::default())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 struct Cluster {
@@ -92,12 +89,9 @@ struct Cluster {
 }
 
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let mut policy = load_policy(&config.policy)?;
-    let (mut policy_watch, _) =
-        FileWatch::new(&[config.policy.as_path()]).map_err(|error| PolicyError::Read {
-            file: config.policy.display().to_string(),
-            error,
-        })?;
+    let metrics = Arc::new(AgentMetrics::new());
+    let store = PolicyStore::open_checked(&config.policy, metrics.clone(), Box::new(kernel_check))?;
+    let mut policy = store.current();
     let cgroup_root = match &config.cgroup_root {
         Some(root) => root.clone(),
         None => cgroups::find_cgroup2_mount()?,
@@ -106,7 +100,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(release) = config.release_memory {
         release();
     }
-    let metrics = Arc::new(AgentMetrics::new());
     metrics.dry_run.set(i64::from(config.dry_run));
     let readiness = Arc::new(Readiness::default());
     let owners: Owners = Arc::new(RwLock::new(HashMap::new()));
@@ -116,7 +109,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await
             .map_err(|error| AgentError::Listen { addr, error })?;
         let before_scrape = kernel_counters_refresher(kernel.clone(), metrics.clone());
-        let app = metrics::router(metrics.clone(), readiness.clone(), before_scrape);
+        let app = hubguard_daemon::ops::router(Arc::new(metrics::AgentOps {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            before_scrape,
+        }));
         tracing::info!(%addr, "metrics and health listening");
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
@@ -158,13 +155,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     }
                 },
             };
-            let client = hubguard_webhook::pods::cluster_client(kubeconfig.as_deref())
+            let client = hubguard_daemon::kube_client::cluster_client(kubeconfig.as_deref())
                 .await
                 .map_err(AgentError::Cluster)?;
             let inventory = SharedInventory::default();
             let mut watches =
                 Watches::start(client.clone(), node_name, inventory.clone(), notify.clone());
-            watches.watch_namespaces(&desired::referenced_namespaces(&policy));
+            watches.watch_namespaces(&desired::referenced_namespaces(&policy.policy));
             let own_cgroup = desired::own_cgroup(&cgroup_root);
             tracing::info!(node = %node_name, pods_cgroup = %pods_tree.display(), "watching this node's pods");
             (
@@ -188,7 +185,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     // Fill the maps before attaching where the view is already complete (standalone); in a
     // cluster, keep what an earlier agent mapped until this one has listed the node's pods.
-    sync_now(&policy, cluster.as_ref(), &mut state)?;
+    sync_now(&policy.policy, cluster.as_ref(), &mut state)?;
     let report = kernel.lock().expect("kernel lock").attach(&attach_points)?;
     tracing::info!(
         attached = report.attached,
@@ -210,31 +207,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = &mut shutdown => break,
             _ = notify.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
             _ = resync.tick() => {}
-            _ = reload.tick() => match policy_watch.changed() {
-                Ok(None) => continue,
-                Ok(Some(_)) => match load_policy(&config.policy) {
-                    Ok(new_policy) => {
-                        tracing::info!(policy = %new_policy.name, "policy reloaded");
-                        policy = new_policy;
-                        state.policy_generation += 1;
-                        if let Some(c) = cluster.as_mut() {
-                            c.watches.watch_namespaces(&desired::referenced_namespaces(&policy));
-                        }
+            _ = reload.tick() => match store.reload() {
+                Reload::Unchanged | Reload::Refused => continue,
+                Reload::Accepted { .. } => {
+                    policy = store.current();
+                    state.policy_generation += 1;
+                    if let Some(c) = cluster.as_mut() {
+                        c.watches
+                            .watch_namespaces(&desired::referenced_namespaces(&policy.policy));
                     }
-                    Err(error) => {
-                        metrics.reload_errors.inc();
-                        tracing::error!(%error, "policy refused; the last good policy stays in force");
-                        continue;
-                    }
-                },
-                Err(error) => {
-                    metrics.reload_errors.inc();
-                    tracing::error!(%error, "policy unreadable; the last good policy stays in force");
-                    continue;
                 }
             },
         }
-        match sync_now(&policy, cluster.as_ref(), &mut state) {
+        match sync_now(&policy.policy, cluster.as_ref(), &mut state) {
             Ok(()) => {
                 if state.complete && !readiness.ready() {
                     readiness.set_ready();

@@ -4,11 +4,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -167,48 +162,29 @@ impl Readiness {
     }
 }
 
-#[derive(Clone)]
-struct OpsState {
-    metrics: Arc<AgentMetrics>,
-    readiness: Arc<Readiness>,
-    before_scrape: Arc<dyn Fn() + Send + Sync>,
+/// What the operations port serves for the agent; `before_scrape` refreshes what is read
+/// from the kernel.
+pub struct AgentOps {
+    pub metrics: Arc<AgentMetrics>,
+    pub readiness: Arc<Readiness>,
+    pub before_scrape: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// `/metrics`, `/healthz`, `/readyz`. `before_scrape` refreshes what is read from the kernel.
-pub fn router(
-    metrics: Arc<AgentMetrics>,
-    readiness: Arc<Readiness>,
-    before_scrape: Arc<dyn Fn() + Send + Sync>,
-) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(OpsState {
-            metrics,
-            readiness,
-            before_scrape,
-        })
+impl hubguard_daemon::ops::Operations for AgentOps {
+    fn metrics_text(&self) -> String {
+        (self.before_scrape)();
+        self.metrics.render()
+    }
+
+    fn ready(&self) -> bool {
+        self.readiness.ready()
+    }
 }
 
-async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
-    (state.before_scrape)();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-}
+impl hubguard_daemon::policy_store::ReloadObserver for AgentMetrics {
+    fn loaded(&self, _policy: &str, _generation: u64) {}
 
-async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    if state.readiness.ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: programs not attached or maps not filled yet\n",
-        )
+    fn refused(&self) {
+        self.reload_errors.inc();
     }
 }

@@ -20,7 +20,7 @@ use crate::admission::{self, Decision, Outcome, Subject};
 use crate::metrics::{Metrics, DRY_RUN_MODE};
 use crate::object::RawObject;
 use crate::pods::PodDirectory;
-use crate::policy_store::PolicyStore;
+use hubguard_daemon::policy_store::PolicyStore;
 
 /// Larger than any object etcd stores (1.5 MiB by default) with its old version beside it.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;

@@ -12,10 +12,8 @@ pub mod metrics;
 pub mod object;
 pub mod ops;
 pub mod pods;
-pub mod policy_store;
 pub mod review;
 pub mod server;
 pub mod tls;
-pub mod watch;
 
 pub use server::{run, Config, ManagedTlsConfig, ServeError};

@@ -1,18 +1,15 @@
-//! The plain-HTTP operations port: `/metrics`, `/healthz`, `/readyz`.
+//! The webhook's side of the operations port (`hubguard_daemon::ops`): ready once a policy is
+//! loaded and the TLS listener is up; not ready while draining, so that the Service stops
+//! sending new reviews before the listener closes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use hubguard_daemon::ops::Operations;
+use hubguard_daemon::policy_store::ReloadObserver;
 
 use crate::metrics::Metrics;
 
-/// Ready once a policy is loaded and the TLS listener is up; not ready while draining, so
-/// that the Service stops sending new reviews before the listener closes.
 #[derive(Default)]
 pub struct Health {
     serving: AtomicBool,
@@ -33,34 +30,28 @@ impl Health {
     }
 }
 
-#[derive(Clone)]
-struct OpsState {
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+/// What the operations port serves for the webhook.
+pub struct WebhookOps {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
 }
 
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(OpsState { metrics, health })
+impl Operations for WebhookOps {
+    fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn ready(&self) -> bool {
+        self.health.ready()
+    }
 }
 
-async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-}
+impl ReloadObserver for Metrics {
+    fn loaded(&self, policy: &str, generation: u64) {
+        self.set_policy(policy, generation);
+    }
 
-async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    if state.health.ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    fn refused(&self) {
+        self.reload_errors.inc();
     }
 }

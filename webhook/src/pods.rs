@@ -3,15 +3,13 @@
 //! a tenant's DaskWorkerGroup names (RBAC: get daskclusters).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use hubguard_policy::pod::ClusterLookup;
 use hubguard_policy::Policy;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -84,19 +82,4 @@ impl PodDirectory {
             )),
         }
     }
-}
-
-/// A client from `kubeconfig` if given, otherwise the in-cluster service account (or the
-/// usual kubeconfig search); the reason if there is none.
-pub async fn cluster_client(kubeconfig: Option<&Path>) -> Result<Client, String> {
-    let config = match kubeconfig {
-        Some(path) => match Kubeconfig::read_from(path) {
-            Ok(kc) => Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        },
-        None => Config::infer().await.map_err(|e| e.to_string()),
-    };
-    config.and_then(|c| Client::try_from(c).map_err(|e| e.to_string()))
 }

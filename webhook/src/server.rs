@@ -18,9 +18,10 @@ use crate::http::{self, AppState};
 use crate::managed_tls::ManagedTls;
 use crate::metrics::Metrics;
 use crate::ops::{self, Health};
-use crate::pods::{cluster_client, PodDirectory};
-use crate::policy_store::PolicyStore;
+use crate::pods::PodDirectory;
 use crate::tls::{CertStore, TlsError};
+use hubguard_daemon::kube_client::cluster_client;
+use hubguard_daemon::policy_store::PolicyStore;
 
 /// A client that connects and never finishes its handshake must not hold a task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +62,7 @@ pub struct ManagedTlsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Policy(#[from] hubguard_policy::PolicyError),
+    Policy(#[from] hubguard_daemon::policy_store::StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("self-managed TLS: {0}")]
@@ -107,7 +108,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let health = Arc::new(Health::default());
 
     let ops_listener = bind(config.metrics_listen).await?;
-    let ops_router = ops::router(metrics.clone(), health.clone());
+    let ops_router = hubguard_daemon::ops::router(Arc::new(ops::WebhookOps {
+        metrics: metrics.clone(),
+        health: health.clone(),
+    }));
     tokio::spawn(async move {
         if let Err(error) = axum::serve(ops_listener, ops_router).await {
             tracing::error!(%error, "the operations port stopped");

@@ -15,7 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::metrics::Metrics;
-use crate::watch::FileWatch;
+use hubguard_daemon::watch::FileWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

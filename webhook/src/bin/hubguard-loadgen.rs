@@ -296,7 +296,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.object.display()))?;
     let template: Pod =
         serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", args.object.display()))?;
-    let client = hubguard_webhook::pods::cluster_client(Some(&args.kubeconfig)).await?;
+    let client = hubguard_daemon::kube_client::cluster_client(Some(&args.kubeconfig)).await?;
     let api: Api<Pod> = Api::namespaced(client, &args.namespace);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
