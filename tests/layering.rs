@@ -17,6 +17,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hubguard-node-agent",
         &["hubguard-policy", "hubguard-daemon"],
     ),
+    // Test tooling: never a normal dependency of anything (nothing lists it here).
+    ("hubguard-testkit", &["hubguard-policy", "hubguard-daemon"]),
     (
         "hubguard",
         &[

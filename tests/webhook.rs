@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{manifest, review_on, Webhook};
 use base64::Engine;
-use hubguard_webhook::https_client::Protocol;
-use hubguard_webhook::review::ReviewRequest;
+use hubguard_testkit::https_client::Protocol;
+use hubguard_testkit::review::ReviewRequest;
 use serde_json::{json, Value};
 
 const PRIVATE: &str = "policies/tess-private.yaml";

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hubguard_webhook::certs::Authority;
-use hubguard_webhook::https_client::{Connection, HttpsClient, Protocol};
-use hubguard_webhook::review::ReviewRequest;
+use hubguard_testkit::certs::Authority;
+use hubguard_testkit::https_client::{Connection, HttpsClient, Protocol};
+use hubguard_testkit::review::ReviewRequest;
 use serde_json::Value;
 
 pub fn root() -> PathBuf {

@@ -94,8 +94,16 @@ impl Drop for Netns {
     }
 }
 
-fn netprobe() -> &'static str {
-    env!("CARGO_BIN_EXE_hubguard-netprobe")
+/// The prober, built by Cargo beside the `hubguard` binary (testkit's binary: `cargo test
+/// --workspace`, as scripts/test runs it, builds it).
+fn netprobe() -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_hubguard")).with_file_name("hubguard-netprobe");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with cargo test --workspace (scripts/test does), which builds hubguard-testkit's binaries",
+        path.display()
+    );
+    path
 }
 
 /// Listeners inside a namespace, until dropped.

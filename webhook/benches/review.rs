@@ -6,9 +6,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use hubguard_policy::Policy;
+use hubguard_testkit::review::ReviewRequest;
 use hubguard_webhook::admission;
 use hubguard_webhook::object::RawObject;
-use hubguard_webhook::review::ReviewRequest;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 
 // As in the hubguard binary.

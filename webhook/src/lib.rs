@@ -3,16 +3,13 @@
 //! are re-read when their files change.
 
 pub mod admission;
-pub mod certs;
 pub mod http;
-pub mod https_client;
 pub mod managed_tls;
 pub mod message;
 pub mod metrics;
 pub mod object;
 pub mod ops;
 pub mod pods;
-pub mod review;
 pub mod server;
 pub mod tls;
 

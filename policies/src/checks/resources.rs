@@ -76,7 +76,7 @@ fn judge_pod(pod: &PodSubject<'_>, caps: &crate::policy::ResourceLimits, out: &m
             }
         }
         for list in ["limits", "requests"] {
-            let values: Vec<f64> = pod
+            let (count, total) = pod
                 .containers()
                 .filter(|c| c.field == "containers" || c.sidecar)
                 .filter_map(|c| {
@@ -88,10 +88,9 @@ fn judge_pod(pod: &PodSubject<'_>, caps: &crate::policy::ResourceLimits, out: &m
                     };
                     parse_quantity(&values?.get(resource)?.0).ok()
                 })
-                .collect();
-            let total: f64 = values.iter().sum();
+                .fold((0usize, 0f64), |(n, sum), v| (n + 1, sum + v));
             // One container alone is judged against the container cap above.
-            if values.len() > 1 && total > cap.value {
+            if count > 1 && total > cap.value {
                 out.add(
                     pod.path("containers"),
                     format!(

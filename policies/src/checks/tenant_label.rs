@@ -16,31 +16,41 @@ pub const CHECK: Check = Check {
     apply_default: None,
 };
 
-/// Every (path, key, tenant) the object's tenant labels name.
-fn named_tenants<'a>(pod: &PodSubject<'a>) -> Vec<(String, &'a str, &'a str)> {
-    let mut found = Vec::new();
-    let mut collect = |labels: StringMap<'a>, meta_base: &str| {
-        for key in pod.tenant_label_keys {
-            if let Some(value) = labels.get(key) {
-                found.push((format!("{meta_base}.labels[{key}]"), key.as_str(), value));
-            }
-        }
-    };
-    collect(pod.labels, pod.meta_base);
-    if pod.meta_base != "metadata" {
-        collect(pod.object_labels, "metadata");
+/// A tenant label found: where (its metadata's path), its key, the tenant it names.
+struct Named<'a> {
+    meta_base: &'a str,
+    key: &'a str,
+    tenant: &'a str,
+}
+
+impl Named<'_> {
+    /// Formatted only for a finding: a compliant pod allocates nothing here.
+    fn path(&self) -> String {
+        format!("{}.labels[{}]", self.meta_base, self.key)
     }
-    found
+}
+
+/// Every tenant label of the object: the pod's (or template's), then a Dask resource's own.
+fn named_tenants<'a>(pod: &PodSubject<'a>) -> impl Iterator<Item = Named<'a>> + 'a {
+    let own = std::iter::once((pod.labels, pod.meta_base));
+    let object = (pod.meta_base != "metadata").then_some((pod.object_labels, "metadata"));
+    let keys = pod.tenant_label_keys;
+    own.chain(object)
+        .flat_map(move |(labels, meta_base): (StringMap<'a>, &'a str)| {
+            keys.iter().filter_map(move |key| {
+                labels.get(key).map(|tenant| Named {
+                    meta_base,
+                    key,
+                    tenant,
+                })
+            })
+        })
 }
 
 fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {
-    let named = named_tenants(pod);
     match (pod.requester, pod.requester_tenant) {
         (RequesterKind::Tenant, Some(tenant)) => {
-            if !named
-                .iter()
-                .any(|(path, ..)| path.starts_with(pod.meta_base))
-            {
+            if !named_tenants(pod).any(|n| n.meta_base == pod.meta_base) {
                 let key = pod.tenant_label_key();
                 out.add(
                     pod.metadata_path(&format!("labels[{key}]")),
@@ -48,35 +58,39 @@ fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {
                     format!("set the label {key}: {tenant}"),
                 );
             }
-            for (path, key, other) in named.iter().filter(|(_, _, t)| *t != tenant) {
+            for n in named_tenants(pod).filter(|n| n.tenant != tenant) {
                 out.add(
-                    path.clone(),
-                    format!("requested by tenant {tenant} but labelled for tenant {other}"),
-                    format!("set the label {key}: {tenant}"),
+                    n.path(),
+                    format!(
+                        "requested by tenant {tenant} but labelled for tenant {}",
+                        n.tenant
+                    ),
+                    format!("set the label {}: {tenant}", n.key),
                 );
             }
         }
         (RequesterKind::Untrusted, _) => {
-            for (path, key, other) in &named {
+            for n in named_tenants(pod) {
                 out.add(
-                    path.clone(),
+                    n.path(),
                     format!(
-                        "labelled for tenant {other}, but the requester is neither that tenant \
-                         nor trusted to create pods for tenants"
+                        "labelled for tenant {}, but the requester is neither that tenant \
+                         nor trusted to create pods for tenants",
+                        n.tenant
                     ),
-                    format!("remove the label {key}"),
+                    format!("remove the label {}", n.key),
                 );
             }
         }
         _ => {
-            let Some((_, _, first)) = named.first() else {
+            let Some(first) = named_tenants(pod).next().map(|n| n.tenant) else {
                 return;
             };
-            for (path, key, other) in named.iter().filter(|(_, _, t)| t != first) {
+            for n in named_tenants(pod).filter(|n| n.tenant != first) {
                 out.add(
-                    path.clone(),
-                    format!("labelled for tenant {other} and for tenant {first}"),
-                    format!("set the label {key}: {first}, or remove it"),
+                    n.path(),
+                    format!("labelled for tenant {} and for tenant {first}", n.tenant),
+                    format!("set the label {}: {first}, or remove it", n.key),
                 );
             }
         }

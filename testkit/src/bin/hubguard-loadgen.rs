@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use clap::{Parser, Subcommand};
-use hubguard_webhook::certs::Authority;
-use hubguard_webhook::https_client::{HttpsClient, Protocol};
-use hubguard_webhook::review::ReviewRequest;
+use hubguard_testkit::certs::Authority;
+use hubguard_testkit::https_client::{HttpsClient, Protocol};
+use hubguard_testkit::review::ReviewRequest;
 
 #[derive(Parser)]
 #[command(name = "hubguard-loadgen")]
