@@ -94,13 +94,13 @@ impl Drop for Netns {
     }
 }
 
-/// The prober, built by Cargo beside the `hubguard` binary (testkit's binary: `cargo test
-/// --workspace`, as scripts/test runs it, builds it).
+/// The prober, testkit's binary, beside the `hubguard` binary (scripts/test builds it first:
+/// `cargo build -p hubguard-testkit --bins`).
 fn netprobe() -> std::path::PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_hubguard")).with_file_name("hubguard-netprobe");
     assert!(
         path.exists(),
-        "{} is missing: run the tests with cargo test --workspace (scripts/test does), which builds hubguard-testkit's binaries",
+        "{} is missing: build it with cargo build -p hubguard-testkit --bins (scripts/test does)",
         path.display()
     );
     path
