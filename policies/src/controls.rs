@@ -4,6 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+// Each rule's own configuration types live in its file; the policy names them here.
+pub use crate::checks::csi_drivers::AllowedCsiDriver;
+pub use crate::checks::flex_volumes::AllowedFlexVolume;
+pub use crate::checks::host_paths::AllowedHostPath;
+pub use crate::checks::run_as_user::{RunAsUser, UserRule};
+pub use crate::checks::runtime_class::RuntimeClassRule;
+pub use crate::checks::selinux::{SeLinux, SeLinuxOptionsSpec, SeLinuxStrategy};
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Controls {
@@ -125,41 +133,6 @@ pub fn describe_ranges(ranges: &[IdRange]) -> String {
     parts.join(", ")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AllowedHostPath {
-    pub path_prefix: String,
-    #[serde(default)]
-    pub read_only: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowedFlexVolume {
-    pub driver: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowedCsiDriver {
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum UserRule {
-    MustRunAs,
-    MustRunAsNonRoot,
-    RunAsAny,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunAsUser {
-    pub rule: UserRule,
-    #[serde(default)]
-    pub ranges: Vec<IdRange>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum GroupStrategy {
     /// The id must be set and inside the ranges; the default is the first range's minimum.
@@ -177,35 +150,6 @@ pub struct GroupRule {
     pub ranges: Vec<IdRange>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum SeLinuxStrategy {
-    /// PSP: the options set in `seLinuxOptions` are required (and defaulted).
-    MustRunAs,
-    /// Pod Security Standards: only the listed types; user and role must stay unset.
-    AllowedTypes,
-    RunAsAny,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeLinuxOptionsSpec {
-    pub user: Option<String>,
-    pub role: Option<String>,
-    #[serde(rename = "type")]
-    pub type_: Option<String>,
-    pub level: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SeLinux {
-    pub rule: SeLinuxStrategy,
-    pub se_linux_options: Option<SeLinuxOptionsSpec>,
-    /// For `AllowedTypes`; the empty string stands for "unset".
-    #[serde(default)]
-    pub allowed_types: Vec<String>,
-}
-
 /// Seccomp or AppArmor: profiles are `RuntimeDefault`, `Unconfined` or `Localhost/<name>`
 /// (`Localhost/*` for any local profile).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -217,12 +161,4 @@ pub struct ProfileRule {
     /// A pod must name a profile (PSS restricted for seccomp); otherwise unset is fine.
     #[serde(default)]
     pub required: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RuntimeClassRule {
-    /// `*` allows any; an empty list allows only pods with no runtime class.
-    pub allowed_runtime_class_names: Vec<String>,
-    pub default_runtime_class_name: Option<String>,
 }

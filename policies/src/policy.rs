@@ -6,12 +6,10 @@ use std::path::Path;
 
 use regex::Regex;
 
-use crate::bundles::{bundle, NON_HOST_VOLUME_TYPES};
+use crate::bundles::bundle;
 use crate::checks::is_rule_id;
 use crate::classify::{PodClass, Standing};
-use crate::controls::{
-    Controls, GroupRule, GroupStrategy, IdRange, ProfileRule, SeLinuxStrategy, UserRule,
-};
+use crate::controls::Controls;
 use crate::egress::{validate_network, validate_rules, EgressRule, NetworkSpec};
 use crate::image::validate_pattern;
 use crate::model::{ClassSpec, ImageRules, Mode, PolicyDocument, TenantVolumes, API_VERSION, KIND};
@@ -110,8 +108,8 @@ impl ClassPolicy {
             }
         }
         crate::checks::validate_class(&spec, path, &mut errs);
-        let controls = normalise_controls(spec.controls.over(bundle(spec.bundle)));
-        validate_controls(&controls, &format!("{path}.controls"), &mut errs);
+        let controls = crate::checks::normalise_controls(spec.controls.over(bundle(spec.bundle)));
+        crate::checks::validate_controls(&controls, &format!("{path}.controls"), &mut errs);
         if let Some(images) = &spec.images {
             if images.allowed.is_empty() {
                 errs.push(
@@ -167,197 +165,6 @@ impl ClassPolicy {
             raw_sockets: spec.raw_sockets.unwrap_or(spec.egress.is_empty()),
             egress: spec.egress,
         })
-    }
-}
-
-/// Profile names in one spelling (legacy PSP annotation values accepted) and capabilities
-/// without the `CAP_` prefix, so the checks compare plain strings.
-fn normalise_controls(mut c: Controls) -> Controls {
-    fn profile(name: &mut String) {
-        let canonical = match name.as_str() {
-            "runtime/default" | "docker/default" => "RuntimeDefault".to_string(),
-            "unconfined" => "Unconfined".to_string(),
-            "localhost/*" => "Localhost/*".to_string(),
-            other => match other.strip_prefix("localhost/") {
-                Some(rest) => format!("Localhost/{rest}"),
-                None => return,
-            },
-        };
-        *name = canonical;
-    }
-    for rule in [c.seccomp.as_mut(), c.app_armor.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        rule.allowed_profiles.iter_mut().for_each(profile);
-        rule.default_profile.iter_mut().for_each(profile);
-    }
-    for caps in [
-        c.allowed_capabilities.as_mut(),
-        c.required_drop_capabilities.as_mut(),
-        c.default_add_capabilities.as_mut(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        for cap in caps.iter_mut() {
-            let upper = cap.to_ascii_uppercase();
-            *cap = upper
-                .strip_prefix("CAP_")
-                .map(str::to_string)
-                .unwrap_or(upper);
-        }
-    }
-    c
-}
-
-fn validate_ranges(ranges: &[IdRange], path: &str, bounds: (i64, i64), errs: &mut FieldErrors) {
-    for (i, r) in ranges.iter().enumerate() {
-        if r.min > r.max {
-            errs.push(
-                format!("{path}[{i}]"),
-                format!("min {} is above max {}", r.min, r.max),
-            );
-        }
-        if r.min < bounds.0 || r.max > bounds.1 {
-            errs.push(
-                format!("{path}[{i}]"),
-                format!("must lie within {}-{}", bounds.0, bounds.1),
-            );
-        }
-    }
-}
-
-const ID_BOUNDS: (i64, i64) = (0, u32::MAX as i64);
-
-fn validate_group(rule: &Option<GroupRule>, path: &str, errs: &mut FieldErrors) {
-    if let Some(rule) = rule {
-        if rule.rule != GroupStrategy::RunAsAny && rule.ranges.is_empty() {
-            errs.push(
-                format!("{path}.ranges"),
-                format!("{:?} needs at least one range", rule.rule),
-            );
-        }
-        validate_ranges(&rule.ranges, &format!("{path}.ranges"), ID_BOUNDS, errs);
-    }
-}
-
-fn validate_profiles(rule: &Option<ProfileRule>, path: &str, errs: &mut FieldErrors) {
-    let Some(rule) = rule else { return };
-    let valid = |p: &str| {
-        matches!(p, "RuntimeDefault" | "Unconfined")
-            || p.strip_prefix("Localhost/")
-                .is_some_and(|rest| !rest.is_empty())
-    };
-    for (i, p) in rule.allowed_profiles.iter().enumerate() {
-        if !valid(p) {
-            errs.push(
-                format!("{path}.allowedProfiles[{i}]"),
-                format!("'{p}' is not RuntimeDefault, Unconfined or Localhost/<name>"),
-            );
-        }
-    }
-    if let Some(default) = &rule.default_profile {
-        if !crate::checks::profile_is_allowed(&rule.allowed_profiles, default) {
-            errs.push(
-                format!("{path}.defaultProfile"),
-                format!("'{default}' is not among the allowed profiles"),
-            );
-        }
-    }
-}
-
-fn validate_controls(c: &Controls, path: &str, errs: &mut FieldErrors) {
-    if let Some(ports) = &c.host_ports {
-        validate_ranges(ports, &format!("{path}.hostPorts"), (0, 65535), errs);
-    }
-    for (i, v) in c.volumes.iter().flatten().enumerate() {
-        if v != "*" && v != "hostPath" && !NON_HOST_VOLUME_TYPES.contains(&v.as_str()) {
-            errs.push(
-                format!("{path}.volumes[{i}]"),
-                format!("'{v}' is not a volume type"),
-            );
-        }
-    }
-    for (i, p) in c.allowed_host_paths.iter().flatten().enumerate() {
-        if !p.path_prefix.starts_with('/') {
-            errs.push(
-                format!("{path}.allowedHostPaths[{i}].pathPrefix"),
-                format!("'{}' is not an absolute path", p.path_prefix),
-            );
-        }
-    }
-    if let Some(rule) = &c.run_as_user {
-        if rule.rule == UserRule::MustRunAs && rule.ranges.is_empty() {
-            errs.push(
-                format!("{path}.runAsUser.ranges"),
-                "MustRunAs needs at least one range",
-            );
-        }
-        validate_ranges(
-            &rule.ranges,
-            &format!("{path}.runAsUser.ranges"),
-            ID_BOUNDS,
-            errs,
-        );
-    }
-    validate_group(&c.run_as_group, &format!("{path}.runAsGroup"), errs);
-    validate_group(
-        &c.supplemental_groups,
-        &format!("{path}.supplementalGroups"),
-        errs,
-    );
-    validate_group(&c.fs_group, &format!("{path}.fsGroup"), errs);
-    if let Some(se) = &c.se_linux {
-        if se.rule == SeLinuxStrategy::MustRunAs && se.se_linux_options.is_none() {
-            errs.push(
-                format!("{path}.seLinux.seLinuxOptions"),
-                "MustRunAs needs seLinuxOptions",
-            );
-        }
-        if se.rule == SeLinuxStrategy::AllowedTypes && se.allowed_types.is_empty() {
-            errs.push(
-                format!("{path}.seLinux.allowedTypes"),
-                "AllowedTypes needs at least one type",
-            );
-        }
-    }
-    for (i, t) in c.allowed_proc_mount_types.iter().flatten().enumerate() {
-        if t != "Default" && t != "Unmasked" {
-            errs.push(
-                format!("{path}.allowedProcMountTypes[{i}]"),
-                format!("'{t}' is neither Default nor Unmasked"),
-            );
-        }
-    }
-    for (field, caps) in [
-        ("allowedCapabilities", &c.allowed_capabilities),
-        ("requiredDropCapabilities", &c.required_drop_capabilities),
-        ("defaultAddCapabilities", &c.default_add_capabilities),
-    ] {
-        for (i, cap) in caps.iter().flatten().enumerate() {
-            let well_formed = cap == "*"
-                || (!cap.is_empty() && cap.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
-            if !well_formed {
-                errs.push(
-                    format!("{path}.{field}[{i}]"),
-                    format!("'{cap}' is not a capability name"),
-                );
-            }
-        }
-    }
-    validate_profiles(&c.seccomp, &format!("{path}.seccomp"), errs);
-    validate_profiles(&c.app_armor, &format!("{path}.appArmor"), errs);
-    if let Some(rc) = &c.runtime_class {
-        if let Some(default) = &rc.default_runtime_class_name {
-            let allowed = &rc.allowed_runtime_class_names;
-            if !allowed.iter().any(|a| a == "*" || a == default) {
-                errs.push(
-                    format!("{path}.runtimeClass.defaultRuntimeClassName"),
-                    format!("'{default}' is not among allowedRuntimeClassNames"),
-                );
-            }
-        }
     }
 }
 

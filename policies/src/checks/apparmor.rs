@@ -13,6 +13,9 @@ pub const CHECK: Check = Check {
     summary: "AppArmor profiles must be allowed (and present, where required)",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: Some(level),
+    normalise: Some(normalise),
 };
 
 const CONTAINER_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
@@ -54,6 +57,22 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
     if let Some(rule) = &class.controls.app_armor {
         default_profile(spec, rule, "appArmorProfile");
     }
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.app_armor = Some(crate::controls::ProfileRule {
+        allowed_profiles: vec!["RuntimeDefault".to_string(), "Localhost/*".to_string()],
+        default_profile: None,
+        required: false,
+    });
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    super::support::validate_profiles(&c.app_armor, &format!("{path}.appArmor"), errs);
+}
+
+fn normalise(c: &mut crate::controls::Controls) {
+    super::support::normalise_profiles(c.app_armor.as_mut());
 }
 
 #[cfg(test)]

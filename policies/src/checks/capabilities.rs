@@ -14,6 +14,9 @@ pub const CHECK: Check = Check {
     summary: "containers may add only allowed capabilities and must drop the required ones",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: Some(level),
+    normalise: Some(normalise),
 };
 
 fn listed(list: &[String], cap: &str) -> bool {
@@ -107,6 +110,73 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
             }
         }
     });
+}
+
+/// Capabilities a baseline pod may add.
+pub const BASELINE_CAPABILITIES: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+fn level(c: &mut crate::controls::Controls, level: super::Level) {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match level {
+        super::Level::Baseline => c.allowed_capabilities = Some(names(BASELINE_CAPABILITIES)),
+        super::Level::Restricted => {
+            c.allowed_capabilities = Some(names(&["NET_BIND_SERVICE"]));
+            c.required_drop_capabilities = Some(names(&["ALL"]));
+        }
+    }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    for (field, caps) in [
+        ("allowedCapabilities", &c.allowed_capabilities),
+        ("requiredDropCapabilities", &c.required_drop_capabilities),
+        ("defaultAddCapabilities", &c.default_add_capabilities),
+    ] {
+        for (i, cap) in caps.iter().flatten().enumerate() {
+            let well_formed = cap == "*"
+                || (!cap.is_empty() && cap.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+            if !well_formed {
+                errs.push(
+                    format!("{path}.{field}[{i}]"),
+                    format!("'{cap}' is not a capability name"),
+                );
+            }
+        }
+    }
+}
+
+/// Capability names without the `CAP_` prefix, upper case, so the rule compares plain strings.
+fn normalise(c: &mut crate::controls::Controls) {
+    for caps in [
+        c.allowed_capabilities.as_mut(),
+        c.required_drop_capabilities.as_mut(),
+        c.default_add_capabilities.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for cap in caps.iter_mut() {
+            let upper = cap.to_ascii_uppercase();
+            *cap = upper
+                .strip_prefix("CAP_")
+                .map(str::to_string)
+                .unwrap_or(upper);
+        }
+    }
 }
 
 #[cfg(test)]

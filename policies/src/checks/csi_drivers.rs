@@ -3,6 +3,8 @@
 //! (user, dask) it means no driver at all, since an inline CSI volume reaches whatever its
 //! driver serves (secret stores, buckets, other tenants' shares).
 
+use serde::{Deserialize, Serialize};
+
 use super::{Check, Findings};
 use crate::classify::PodClass;
 use crate::pod::PodSubject;
@@ -13,7 +15,16 @@ pub const CHECK: Check = Check {
     summary: "inline CSI volumes must use a listed driver",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedCsiDriver {
+    pub name: String,
+}
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let tenant_class = matches!(class.class, PodClass::User | PodClass::Dask);

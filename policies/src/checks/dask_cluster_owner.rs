@@ -14,6 +14,9 @@ pub const CHECK: Check = Check {
     summary: "a tenant's DaskWorkerGroup joins only that tenant's DaskCluster",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {

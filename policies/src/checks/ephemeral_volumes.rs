@@ -14,6 +14,9 @@ pub const CHECK: Check = Check {
     summary: "generic ephemeral volumes use listed storage classes and clone only mountable claims",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {

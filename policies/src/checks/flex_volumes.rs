@@ -1,6 +1,8 @@
 //! PSP `allowedFlexVolumes`: flexVolume drivers from the list only (an empty list restricts
 //! nothing beyond `volumes`).
 
+use serde::{Deserialize, Serialize};
+
 use super::{Check, Findings};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
@@ -10,7 +12,16 @@ pub const CHECK: Check = Check {
     summary: "flexVolume drivers must be listed",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedFlexVolume {
+    pub driver: String,
+}
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(allowed) = class.controls.allowed_flex_volumes.as_deref() else {

@@ -12,6 +12,9 @@ pub const CHECK: Check = Check {
     summary: "the pod's fsGroup must lie in the allowed ranges",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -28,6 +31,10 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
     if let Some(gid) = class.controls.fs_group.as_ref().and_then(group_default) {
         default_field(pod_security(spec), "fsGroup", json!(gid));
     }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    super::support::validate_group(&c.fs_group, &format!("{path}.fsGroup"), errs);
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ pub const CHECK: Check = Check {
     summary: "pods must not use the host's IPC namespace",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: Some(level),
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -19,6 +22,10 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
         pod,
         out,
     );
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.host_ipc = Some(false);
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! PSP `allowedHostPaths`: hostPath volumes only under an allowed prefix, read-only where the
 //! prefix says so. An empty list restricts nothing beyond `volumes` (PSP's meaning).
 
+use serde::{Deserialize, Serialize};
+
 use super::{Check, Findings};
-use crate::controls::AllowedHostPath;
+
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -11,7 +13,18 @@ pub const CHECK: Check = Check {
     summary: "hostPath volumes must lie under an allowed prefix, read-only where required",
     evaluate,
     apply_default: None,
+    validate: Some(validate),
+    level: None,
+    normalise: None,
 };
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllowedHostPath {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
 
 /// Prefixes match whole path elements: `/data` covers `/data/x` but not `/database`.
 fn under(prefix: &str, path: &str) -> bool {
@@ -74,6 +87,17 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
                 }
             }
             Some(_) => {}
+        }
+    }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    for (i, p) in c.allowed_host_paths.iter().flatten().enumerate() {
+        if !p.path_prefix.starts_with('/') {
+            errs.push(
+                format!("{path}.allowedHostPaths[{i}].pathPrefix"),
+                format!("'{}' is not an absolute path", p.path_prefix),
+            );
         }
     }
 }

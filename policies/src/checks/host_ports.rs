@@ -10,6 +10,9 @@ pub const CHECK: Check = Check {
     summary: "container host ports must lie in the allowed ranges",
     evaluate,
     apply_default: None,
+    validate: Some(validate),
+    level: Some(level),
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -38,6 +41,16 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
                 );
             }
         }
+    }
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.host_ports = Some(Vec::new());
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    if let Some(ports) = &c.host_ports {
+        super::support::validate_ranges(ports, &format!("{path}.hostPorts"), (0, 65535), errs);
     }
 }
 

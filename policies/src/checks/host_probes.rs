@@ -12,6 +12,9 @@ pub const CHECK: Check = Check {
     summary: "probes and lifecycle handlers may not name a host",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: Some(level),
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -56,6 +59,10 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             );
         }
     }
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.host_probes = Some(false);
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ pub const CHECK: Check = Check {
     summary: "images must come from an allowed repository (pinned by digest if required)",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {

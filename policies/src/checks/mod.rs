@@ -1,22 +1,28 @@
-//! One check per file, registered here. A check reads a [`PodSubject`] and its class's policy and
-//! reports findings; where PodSecurityPolicy defaulted its field, it also sets that default on a
-//! pod spec (the webhook's mutate path). Adding a rule is adding a file and a line in [`CHECKS`].
+//! One rule per file, registered here. A rule's file holds all of its knowledge: its
+//! configuration types, its values at each Pod Security Standards level (`level`), the
+//! validation and normalisation of its settings, its evaluation of a [`PodSubject`], and where
+//! PodSecurityPolicy defaulted its field, that default (the webhook's mutate path). Adding a
+//! rule is adding a file, a line in [`CHECKS`], and the field that names its settings in the
+//! policy schema (`Controls` or `ClassSpec`); a test fails when a registered rule has no case
+//! table or no corpus attack.
 
 use serde_json::{Map, Value};
 
+use crate::controls::Controls;
 use crate::pod::{ContainerView, PodSubject};
 use crate::policy::ClassPolicy;
+use crate::validate::FieldErrors;
 
 mod apparmor;
-mod capabilities;
-mod csi_drivers;
+pub(crate) mod capabilities;
+pub(crate) mod csi_drivers;
 mod dask_cluster_owner;
 mod ephemeral_volumes;
-mod flex_volumes;
+pub(crate) mod flex_volumes;
 mod fs_group;
 mod host_ipc;
 mod host_network;
-mod host_paths;
+pub(crate) mod host_paths;
 mod host_pid;
 mod host_ports;
 mod host_probes;
@@ -29,12 +35,12 @@ mod read_only_root_filesystem;
 mod recorded_identity;
 mod resources;
 mod run_as_group;
-mod run_as_user;
-mod runtime_class;
+pub(crate) mod run_as_user;
+pub(crate) mod runtime_class;
 pub mod scheduling;
 mod seccomp;
 pub mod secrets;
-mod selinux;
+pub(crate) mod selinux;
 pub mod service_accounts;
 mod supplemental_groups;
 pub(crate) mod support;
@@ -42,7 +48,7 @@ mod sysctls;
 mod tenant_label;
 mod tenant_volumes;
 pub mod untrusted_requesters;
-mod volume_types;
+pub(crate) mod volume_types;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -50,6 +56,20 @@ pub(crate) mod testing;
 pub type Evaluate = fn(&PodSubject<'_>, &ClassPolicy, &mut Findings);
 /// Sets the check's default on a pod spec (as JSON) where the pod leaves the field unset.
 pub type ApplyDefault = fn(&mut Map<String, Value>, &ClassPolicy);
+/// Refuses the rule's part of a class's controls that cannot be enforced; `path` is where the
+/// controls sit in the document.
+pub type ValidateControls = fn(&Controls, &str, &mut FieldErrors);
+/// Sets the rule's controls to their value at a Pod Security Standards level.
+pub type SetLevel = fn(&mut Controls, Level);
+/// Brings the rule's controls to one spelling before anything reads them.
+pub type Normalise = fn(&mut Controls);
+
+/// The Pod Security Standards levels a class's `bundle` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Baseline,
+    Restricted,
+}
 
 pub struct Check {
     /// The rule id: used in policy `modes`, metrics labels and messages.
@@ -58,6 +78,40 @@ pub struct Check {
     pub summary: &'static str,
     pub evaluate: Evaluate,
     pub apply_default: Option<ApplyDefault>,
+    pub validate: Option<ValidateControls>,
+    /// The rule's values in the bundles (`restricted` is baseline plus what it sets more).
+    pub level: Option<SetLevel>,
+    pub normalise: Option<Normalise>,
+}
+
+/// The controls of a Pod Security Standards level, as the rules set them.
+pub fn level_controls(level: Level) -> Controls {
+    let mut controls = Controls::default();
+    for check in CHECKS {
+        if let Some(set) = check.level {
+            set(&mut controls, level);
+        }
+    }
+    controls
+}
+
+/// Every rule's normalisation of a class's controls.
+pub fn normalise_controls(mut controls: Controls) -> Controls {
+    for check in CHECKS {
+        if let Some(normalise) = check.normalise {
+            normalise(&mut controls);
+        }
+    }
+    controls
+}
+
+/// Every rule's validation of a class's controls.
+pub fn validate_controls(controls: &Controls, path: &str, errs: &mut FieldErrors) {
+    for check in CHECKS {
+        if let Some(validate) = check.validate {
+            validate(controls, path, errs);
+        }
+    }
 }
 
 pub static CHECKS: &[Check] = &[

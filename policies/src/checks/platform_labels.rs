@@ -14,6 +14,9 @@ pub const CHECK: Check = Check {
     summary: "only trusted requesters' pods may carry the hub's platform component labels",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {

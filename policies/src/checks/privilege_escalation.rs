@@ -14,6 +14,9 @@ pub const CHECK: Check = Check {
     summary: "containers must set allowPrivilegeEscalation: false",
     evaluate,
     apply_default: Some(apply_default),
+    validate: None,
+    level: Some(level),
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -55,6 +58,13 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
                 json!(default),
             )
         });
+    }
+}
+
+fn level(c: &mut crate::controls::Controls, level: super::Level) {
+    if level == super::Level::Restricted {
+        c.allow_privilege_escalation = Some(false);
+        c.default_allow_privilege_escalation = Some(false);
     }
 }
 

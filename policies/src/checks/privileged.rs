@@ -9,6 +9,9 @@ pub const CHECK: Check = Check {
     summary: "containers must not run privileged",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: Some(level),
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -25,6 +28,10 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             );
         }
     }
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.privileged = Some(false);
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ pub const CHECK: Check = Check {
     summary: "containers must use an allowed /proc mount type",
     evaluate,
     apply_default: None,
+    validate: Some(validate),
+    level: Some(level),
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -34,6 +37,22 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
                 "securityContext.procMount",
                 format!("container '{}' asks for procMount {kind}", c.name),
                 format!("remove procMount or use {}", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+fn level(c: &mut crate::controls::Controls, level: super::Level) {
+    c.allowed_proc_mount_types = Some(vec!["Default".to_string()]);
+    c.allow_unmasked_proc_mount_in_user_namespaces = Some(level == super::Level::Baseline);
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    for (i, t) in c.allowed_proc_mount_types.iter().flatten().enumerate() {
+        if t != "Default" && t != "Unmasked" {
+            errs.push(
+                format!("{path}.allowedProcMountTypes[{i}]"),
+                format!("'{t}' is neither Default nor Unmasked"),
             );
         }
     }

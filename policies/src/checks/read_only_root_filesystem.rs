@@ -13,6 +13,9 @@ pub const CHECK: Check = Check {
     summary: "containers must mount their root filesystem read-only",
     evaluate,
     apply_default: Some(apply_default),
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {

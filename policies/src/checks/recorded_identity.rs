@@ -15,6 +15,9 @@ pub const CHECK: Check = Check {
         "the recorded class and tenant are the ones hubguard decides; tenant names are unambiguous",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {

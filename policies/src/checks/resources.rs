@@ -17,6 +17,9 @@ pub const CHECK: Check = Check {
     summary: "containers must set limits within the class's cpu and memory caps",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 fn judge_cap(

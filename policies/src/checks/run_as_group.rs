@@ -12,6 +12,9 @@ pub const CHECK: Check = Check {
     summary: "containers must run with a group id in the allowed ranges",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -38,6 +41,10 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
     if let Some(gid) = class.controls.run_as_group.as_ref().and_then(group_default) {
         default_field(pod_security(spec), "runAsGroup", json!(gid));
     }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    super::support::validate_group(&c.run_as_group, &format!("{path}.runAsGroup"), errs);
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 
 use serde_json::{json, Map, Value};
 
+use serde::{Deserialize, Serialize};
+
 use super::support::{default_field, pod_security};
 use super::{Check, Findings};
-use crate::controls::{describe_ranges, in_ranges, UserRule};
+use crate::controls::{describe_ranges, in_ranges, IdRange};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -15,7 +17,25 @@ pub const CHECK: Check = Check {
     summary: "containers must run as a non-root (or an allowed) user id",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: Some(level),
+    normalise: None,
 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum UserRule {
+    MustRunAs,
+    MustRunAsNonRoot,
+    RunAsAny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAsUser {
+    pub rule: UserRule,
+    #[serde(default)]
+    pub ranges: Vec<IdRange>,
+}
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(rule) = &class.controls.run_as_user else {
@@ -101,6 +121,31 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
         }
         UserRule::RunAsAny => {}
     }
+}
+
+fn level(c: &mut crate::controls::Controls, level: super::Level) {
+    if level == super::Level::Restricted {
+        c.run_as_user = Some(crate::controls::RunAsUser {
+            rule: UserRule::MustRunAsNonRoot,
+            ranges: Vec::new(),
+        });
+    }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    let Some(rule) = &c.run_as_user else { return };
+    if rule.rule == UserRule::MustRunAs && rule.ranges.is_empty() {
+        errs.push(
+            format!("{path}.runAsUser.ranges"),
+            "MustRunAs needs at least one range",
+        );
+    }
+    super::support::validate_ranges(
+        &rule.ranges,
+        &format!("{path}.runAsUser.ranges"),
+        super::support::ID_BOUNDS,
+        errs,
+    );
 }
 
 #[cfg(test)]

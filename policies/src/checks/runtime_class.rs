@@ -3,6 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
+use serde::{Deserialize, Serialize};
+
 use super::support::default_field;
 use super::{Check, Findings};
 use crate::pod::PodSubject;
@@ -13,7 +15,18 @@ pub const CHECK: Check = Check {
     summary: "the pod's runtime class must be allowed",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: None,
+    normalise: None,
 };
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeClassRule {
+    /// `*` allows any; an empty list allows only pods with no runtime class.
+    pub allowed_runtime_class_names: Vec<String>,
+    pub default_runtime_class_name: Option<String>,
+}
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(rule) = &class.controls.runtime_class else {
@@ -44,6 +57,19 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
         .and_then(|r| r.default_runtime_class_name.as_ref());
     if let Some(name) = default {
         default_field(spec, "runtimeClassName", json!(name));
+    }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    let Some(rc) = &c.runtime_class else { return };
+    if let Some(default) = &rc.default_runtime_class_name {
+        let allowed = &rc.allowed_runtime_class_names;
+        if !allowed.iter().any(|a| a == "*" || a == default) {
+            errs.push(
+                format!("{path}.runtimeClass.defaultRuntimeClassName"),
+                format!("'{default}' is not among allowedRuntimeClassNames"),
+            );
+        }
     }
 }
 

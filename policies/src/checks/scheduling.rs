@@ -15,6 +15,9 @@ pub const CHECK: Check = Check {
     summary: "no nodeName, no toleration of protected taints, only listed priority classes",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 /// The node agent's taint, kept on a node until its egress rules are enforced.

@@ -13,6 +13,9 @@ pub const CHECK: Check = Check {
     summary: "seccomp profiles must be allowed (and present, where required)",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: Some(level),
+    normalise: Some(normalise),
 };
 
 const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
@@ -60,6 +63,23 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
     if let Some(rule) = &class.controls.seccomp {
         default_profile(spec, rule, "seccompProfile");
     }
+}
+
+fn level(c: &mut crate::controls::Controls, level: super::Level) {
+    let restricted = level == super::Level::Restricted;
+    c.seccomp = Some(crate::controls::ProfileRule {
+        allowed_profiles: vec!["RuntimeDefault".to_string(), "Localhost/*".to_string()],
+        default_profile: restricted.then(|| "RuntimeDefault".to_string()),
+        required: restricted,
+    });
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    super::support::validate_profiles(&c.seccomp, &format!("{path}.seccomp"), errs);
+}
+
+fn normalise(c: &mut crate::controls::Controls) {
+    super::support::normalise_profiles(c.seccomp.as_mut());
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub const CHECK: Check = Check {
     summary: "pods may reference only the class's Secrets",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -4,9 +4,11 @@
 use k8s_openapi::api::core::v1::SELinuxOptions;
 use serde_json::{Map, Value};
 
+use serde::{Deserialize, Serialize};
+
 use super::support::{is_unset, pod_security};
 use super::{Check, Findings};
-use crate::controls::{SeLinux, SeLinuxStrategy};
+
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -15,7 +17,39 @@ pub const CHECK: Check = Check {
     summary: "SELinux options must match the policy",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: Some(level),
+    normalise: None,
 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum SeLinuxStrategy {
+    /// PSP: the options set in `seLinuxOptions` are required (and defaulted).
+    MustRunAs,
+    /// Pod Security Standards: only the listed types; user and role must stay unset.
+    AllowedTypes,
+    RunAsAny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeLinuxOptionsSpec {
+    pub user: Option<String>,
+    pub role: Option<String>,
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeLinux {
+    pub rule: SeLinuxStrategy,
+    pub se_linux_options: Option<SeLinuxOptionsSpec>,
+    /// For `AllowedTypes`; the empty string stands for "unset".
+    #[serde(default)]
+    pub allowed_types: Vec<String>,
+}
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(rule) = &class.controls.se_linux else {
@@ -120,6 +154,39 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
                 .collect();
             sc.insert("seLinuxOptions".into(), Value::Object(cleaned));
         }
+    }
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.se_linux = Some(crate::controls::SeLinux {
+        rule: SeLinuxStrategy::AllowedTypes,
+        se_linux_options: None,
+        allowed_types: [
+            "",
+            "container_t",
+            "container_init_t",
+            "container_kvm_t",
+            "container_engine_t",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect(),
+    });
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    let Some(se) = &c.se_linux else { return };
+    if se.rule == SeLinuxStrategy::MustRunAs && se.se_linux_options.is_none() {
+        errs.push(
+            format!("{path}.seLinux.seLinuxOptions"),
+            "MustRunAs needs seLinuxOptions",
+        );
+    }
+    if se.rule == SeLinuxStrategy::AllowedTypes && se.allowed_types.is_empty() {
+        errs.push(
+            format!("{path}.seLinux.allowedTypes"),
+            "AllowedTypes needs at least one type",
+        );
     }
 }
 

@@ -17,6 +17,9 @@ pub const CHECK: Check = Check {
     summary: "pods run only as the class's service accounts, with a token only where allowed",
     evaluate,
     apply_default: Some(apply_default),
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

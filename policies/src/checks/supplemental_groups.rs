@@ -13,6 +13,9 @@ pub const CHECK: Check = Check {
     summary: "supplemental group ids must lie in the allowed ranges",
     evaluate,
     apply_default: Some(apply_default),
+    validate: Some(validate),
+    level: None,
+    normalise: None,
 };
 
 fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
@@ -57,6 +60,14 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
             sc.insert("supplementalGroups".into(), json!([gid]));
         }
     }
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    super::support::validate_group(
+        &c.supplemental_groups,
+        &format!("{path}.supplementalGroups"),
+        errs,
+    );
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::controls::{describe_ranges, in_ranges, GroupRule, GroupStrategy};
+use crate::controls::{describe_ranges, in_ranges, GroupRule, GroupStrategy, IdRange, ProfileRule};
+use crate::validate::FieldErrors;
 
 /// `map[key]` as an object, created (or replacing a null) when missing.
 pub fn object_at<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
@@ -360,5 +361,86 @@ pub fn validate_name_patterns(
                 format!("'{p}' is not a name, or a name with one {TENANT_PLACEHOLDER}"),
             );
         }
+    }
+}
+
+/// Refuses ranges that are upside down or outside `bounds`.
+pub fn validate_ranges(ranges: &[IdRange], path: &str, bounds: (i64, i64), errs: &mut FieldErrors) {
+    for (i, r) in ranges.iter().enumerate() {
+        if r.min > r.max {
+            errs.push(
+                format!("{path}[{i}]"),
+                format!("min {} is above max {}", r.min, r.max),
+            );
+        }
+        if r.min < bounds.0 || r.max > bounds.1 {
+            errs.push(
+                format!("{path}[{i}]"),
+                format!("must lie within {}-{}", bounds.0, bounds.1),
+            );
+        }
+    }
+}
+
+/// User and group ids: what Linux accepts.
+pub const ID_BOUNDS: (i64, i64) = (0, u32::MAX as i64);
+
+/// A group rule (runAsGroup, supplementalGroups, fsGroup) that can be enforced.
+pub fn validate_group(rule: &Option<GroupRule>, path: &str, errs: &mut FieldErrors) {
+    if let Some(rule) = rule {
+        if rule.rule != GroupStrategy::RunAsAny && rule.ranges.is_empty() {
+            errs.push(
+                format!("{path}.ranges"),
+                format!("{:?} needs at least one range", rule.rule),
+            );
+        }
+        validate_ranges(&rule.ranges, &format!("{path}.ranges"), ID_BOUNDS, errs);
+    }
+}
+
+/// A profile rule (seccomp, AppArmor) naming real profiles, its default among them.
+pub fn validate_profiles(rule: &Option<ProfileRule>, path: &str, errs: &mut FieldErrors) {
+    let Some(rule) = rule else { return };
+    let valid = |p: &str| {
+        matches!(p, "RuntimeDefault" | "Unconfined")
+            || p.strip_prefix("Localhost/")
+                .is_some_and(|rest| !rest.is_empty())
+    };
+    for (i, p) in rule.allowed_profiles.iter().enumerate() {
+        if !valid(p) {
+            errs.push(
+                format!("{path}.allowedProfiles[{i}]"),
+                format!("'{p}' is not RuntimeDefault, Unconfined or Localhost/<name>"),
+            );
+        }
+    }
+    if let Some(default) = &rule.default_profile {
+        if !profile_allowed(&rule.allowed_profiles, default) {
+            errs.push(
+                format!("{path}.defaultProfile"),
+                format!("'{default}' is not among the allowed profiles"),
+            );
+        }
+    }
+}
+
+/// Profile names in one spelling: legacy PSP annotation values (`runtime/default`,
+/// `localhost/x`) become `RuntimeDefault`, `Localhost/x`.
+pub fn normalise_profiles(rule: Option<&mut ProfileRule>) {
+    fn profile(name: &mut String) {
+        let canonical = match name.as_str() {
+            "runtime/default" | "docker/default" => "RuntimeDefault".to_string(),
+            "unconfined" => "Unconfined".to_string(),
+            "localhost/*" => "Localhost/*".to_string(),
+            other => match other.strip_prefix("localhost/") {
+                Some(rest) => format!("Localhost/{rest}"),
+                None => return,
+            },
+        };
+        *name = canonical;
+    }
+    if let Some(rule) = rule {
+        rule.allowed_profiles.iter_mut().for_each(profile);
+        rule.default_profile.iter_mut().for_each(profile);
     }
 }

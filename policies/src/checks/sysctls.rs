@@ -11,6 +11,9 @@ pub const CHECK: Check = Check {
     summary: "pods may set only safe or explicitly allowed sysctls",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: Some(level),
+    normalise: None,
 };
 
 /// Namespaced sysctls the kubelet allows by default (Pod Security Standards baseline).
@@ -64,6 +67,10 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             );
         }
     }
+}
+
+fn level(c: &mut crate::controls::Controls, _: super::Level) {
+    c.allowed_unsafe_sysctls = Some(Vec::new());
 }
 
 #[cfg(test)]

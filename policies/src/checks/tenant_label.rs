@@ -14,6 +14,9 @@ pub const CHECK: Check = Check {
     summary: "every tenant label names the same tenant: the requester's own for a tenant",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 /// A tenant label found: where (its metadata's path), its key, the tenant it names.

@@ -15,6 +15,9 @@ pub const CHECK: Check = Check {
     summary: "pods may mount only their tenant's home claim and the shared claims",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 pub(crate) const SERVER_NAME_LABEL: &str = "hub.jupyter.org/servername";

@@ -15,6 +15,9 @@ pub const CHECK: Check = Check {
     summary: "requesters neither trusted nor tenants may create pods only where the class allows",
     evaluate,
     apply_default: None,
+    validate: None,
+    level: None,
+    normalise: None,
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

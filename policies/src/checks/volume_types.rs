@@ -11,6 +11,9 @@ pub const CHECK: Check = Check {
     summary: "volumes must be of an allowed type",
     evaluate,
     apply_default: None,
+    validate: Some(validate),
+    level: Some(level),
+    normalise: None,
 };
 
 /// The volume's source type, named as in the pod spec.
@@ -71,6 +74,72 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
                     volume.name
                 ),
                 format!("use one of: {}", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+/// Every volume type except hostPath: baseline forbids only host paths.
+pub const NON_HOST_VOLUME_TYPES: &[&str] = &[
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
+];
+
+/// The volume types the restricted level allows (`image` since 1.35, with the `images` rule
+/// judging what it mounts).
+pub const RESTRICTED_VOLUME_TYPES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "image",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+fn level(c: &mut crate::controls::Controls, level: super::Level) {
+    let types = match level {
+        super::Level::Baseline => NON_HOST_VOLUME_TYPES,
+        super::Level::Restricted => RESTRICTED_VOLUME_TYPES,
+    };
+    c.volumes = Some(types.iter().map(|t| t.to_string()).collect());
+}
+
+fn validate(c: &crate::controls::Controls, path: &str, errs: &mut crate::validate::FieldErrors) {
+    for (i, v) in c.volumes.iter().flatten().enumerate() {
+        if v != "*" && v != "hostPath" && !NON_HOST_VOLUME_TYPES.contains(&v.as_str()) {
+            errs.push(
+                format!("{path}.volumes[{i}]"),
+                format!("'{v}' is not a volume type"),
             );
         }
     }
