@@ -18,7 +18,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["hubguard-policy", "hubguard-daemon"],
     ),
     // Test tooling: never a normal dependency of anything (nothing lists it here).
-    ("hubguard-testkit", &["hubguard-policy", "hubguard-daemon"]),
+    (
+        "hubguard-testkit",
+        &[
+            "hubguard-policy",
+            "hubguard-daemon",
+            "hubguard-webhook",
+            "hubguard-node-agent",
+        ],
+    ),
     (
         "hubguard",
         &[

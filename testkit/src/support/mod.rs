@@ -1,4 +1,6 @@
-//! Shared by the integration tests that run the real `hubguard` binary as a server.
+//! The integration tests' harness: the real `hubguard` binary as a webhook and a node agent,
+//! the local API server, isolated network namespaces and test cgroups, the corpus headers and
+//! a metrics parser. The binaries are the ones Cargo built beside the running test.
 
 pub mod controlplane;
 pub mod corpus;
@@ -10,13 +12,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hubguard_testkit::certs::Authority;
-use hubguard_testkit::https_client::{Connection, HttpsClient, Protocol};
-use hubguard_testkit::review::ReviewRequest;
+use crate::certs::Authority;
+use crate::https_client::{Connection, HttpsClient, Protocol};
+use crate::review::ReviewRequest;
 use serde_json::Value;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the repository")
+        .to_path_buf()
+}
+
+/// A binary Cargo built beside the running test (`target/<profile>/NAME`): the test binary
+/// sits in `target/<profile>/deps`.
+pub fn binary(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let dir = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary sits in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (scripts/test runs cargo build -p hubguard -p hubguard-testkit --bins)",
+        path.display()
+    );
+    path
 }
 
 /// A fresh directory under the target dir, removed when dropped.
@@ -151,7 +173,7 @@ impl Webhook {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(dir.path("webhook.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+        let child = Command::new(binary("hubguard"))
             .args(["webhook", "--policy"])
             .arg(dir.path("policy.yaml"))
             .arg("--tls-cert")

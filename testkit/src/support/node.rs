@@ -94,16 +94,8 @@ impl Drop for Netns {
     }
 }
 
-/// The prober, testkit's binary, beside the `hubguard` binary (scripts/test builds it first:
-/// `cargo build -p hubguard-testkit --bins`).
 fn netprobe() -> std::path::PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_hubguard")).with_file_name("hubguard-netprobe");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with cargo build -p hubguard-testkit --bins (scripts/test does)",
-        path.display()
-    );
-    path
+    super::binary("hubguard-netprobe")
 }
 
 /// Listeners inside a namespace, until dropped.
@@ -259,7 +251,7 @@ impl Drop for Pins {
 }
 
 fn run_uninstall(pin_dir: &Path) -> std::io::Result<std::process::Output> {
-    Command::new(env!("CARGO_BIN_EXE_hubguard"))
+    Command::new(super::binary("hubguard"))
         .args(["node-agent", "--uninstall", "--bpffs"])
         .arg(pin_dir)
         .output()
@@ -289,7 +281,7 @@ impl Agent {
         let port = free_port();
         let metrics_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = std::fs::File::create(dir.path("agent.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hubguard"))
+        let child = Command::new(super::binary("hubguard"))
             .arg("node-agent")
             .args(args)
             .args(["--metrics-listen", &metrics_addr.to_string()])
