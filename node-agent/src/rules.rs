@@ -109,6 +109,23 @@ fn class_flags(policy: &Policy) -> BTreeMap<ClassId, u32> {
         .collect()
 }
 
+/// The classes a policy writes rules for.
+const POLICY_CLASSES: [ClassId; 4] = [
+    ClassId::User,
+    ClassId::Dask,
+    ClassId::Platform,
+    ClassId::Other,
+];
+
+/// A class's egress rules (none for a class the policy does not judge).
+fn egress_rules(policy: &Policy, class: ClassId) -> &[EgressRule] {
+    class
+        .pod_class()
+        .and_then(|c| policy.class(c))
+        .map(|c| c.egress.as_slice())
+        .unwrap_or_default()
+}
+
 pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, CompileError> {
     let mut out = Compiled {
         class_flags: class_flags(policy),
@@ -136,17 +153,8 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
         table.insert((ClassId::Unmapped, *net), dns_entry());
     }
 
-    for class in [
-        ClassId::User,
-        ClassId::Dask,
-        ClassId::Platform,
-        ClassId::Other,
-    ] {
-        let rules = class
-            .pod_class()
-            .and_then(|c| policy.class(c))
-            .map(|c| c.egress.as_slice())
-            .unwrap_or_default();
+    for class in POLICY_CLASSES {
+        let rules = egress_rules(policy, class);
         if rules.is_empty() {
             // Not egress-filtered: only the metadata block applies.
             for net in ["0.0.0.0/0", "::/0"] {
@@ -197,18 +205,11 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
         }
     }
     let mut peers = PeerTable::new();
-    for class in [
-        ClassId::User,
-        ClassId::Dask,
-        ClassId::Platform,
-        ClassId::Other,
-    ] {
-        let rules = class
-            .pod_class()
-            .and_then(|c| policy.class(c))
-            .map(|c| c.egress.as_slice())
-            .unwrap_or_default();
-        for rule in rules.iter().filter(|r| r.to.same_tenant) {
+    for class in POLICY_CLASSES {
+        for rule in egress_rules(policy, class)
+            .iter()
+            .filter(|r| r.to.same_tenant)
+        {
             let Some(namespace) = &rule.to.namespace else {
                 continue;
             };

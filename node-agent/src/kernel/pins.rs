@@ -76,32 +76,27 @@ impl Kernel {
                 error: ProgramError::NotLoaded,
             })?;
         // A bpf_link on a cgroup always coexists with other programs; the kernel refuses
-        // attach flags on links, and aya passes none for Single.
-        let link = if let Ok(program) = <&mut CgroupSock>::try_from(&mut *program) {
-            if program.fd().is_err() {
-                program.load().map_err(wrap)?;
-            }
-            let link_id = program
-                .attach(cgroup, CgroupAttachMode::Single)
-                .map_err(wrap)?;
-            let link = program.take_link(link_id).map_err(wrap)?;
-            FdLink::try_from(link).map_err(|e| KernelError::Io {
-                path: pin.display().to_string(),
-                error: io::Error::other(e.to_string()),
-            })?
-        } else {
-            let program: &mut CgroupSockAddr = program.try_into().map_err(wrap)?;
-            if program.fd().is_err() {
-                program.load().map_err(wrap)?;
-            }
-            let link_id = program
-                .attach(cgroup, CgroupAttachMode::Single)
-                .map_err(wrap)?;
-            let link = program.take_link(link_id).map_err(wrap)?;
-            FdLink::try_from(link).map_err(|e| KernelError::Io {
-                path: pin.display().to_string(),
-                error: io::Error::other(e.to_string()),
-            })?
+        // attach flags on links, and aya passes none for Single. The socket-address and the
+        // socket-creation programs are two aya types with the same calls.
+        macro_rules! attach_link {
+            ($program:expr) => {{
+                let program = $program;
+                if program.fd().is_err() {
+                    program.load().map_err(wrap)?;
+                }
+                let link_id = program
+                    .attach(cgroup, CgroupAttachMode::Single)
+                    .map_err(wrap)?;
+                let link = program.take_link(link_id).map_err(wrap)?;
+                FdLink::try_from(link).map_err(|e| KernelError::Io {
+                    path: pin.display().to_string(),
+                    error: io::Error::other(e.to_string()),
+                })?
+            }};
+        }
+        let link = match <&mut CgroupSock>::try_from(&mut *program) {
+            Ok(sock) => attach_link!(sock),
+            Err(_) => attach_link!(<&mut CgroupSockAddr>::try_from(program).map_err(wrap)?),
         };
         let pin_error = |e: String| KernelError::Io {
             path: pin.display().to_string(),
