@@ -104,6 +104,21 @@ fn webhook_configurations_fail_closed_only_where_hubguard_governs() {
             "hubguard-webhook"
         );
     }
+    // The mutating webhook never rewrites a ReplicaSet's template: the deployment controller
+    // would not recognise its own ReplicaSet and create new ones without end.
+    let mutating = find(&objects, "MutatingWebhookConfiguration", "hubguard");
+    let mutated: Vec<&str> = mutating["webhooks"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap().iter())
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        mutated.contains(&"deployments") && mutated.contains(&"pods"),
+        "{mutated:?}"
+    );
+    assert!(!mutated.contains(&"replicasets"), "{mutated:?}");
     let validating = find(&objects, "ValidatingWebhookConfiguration", "hubguard");
     let resources: Vec<String> = validating["webhooks"][0]["rules"]
         .as_array()
