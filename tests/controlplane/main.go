@@ -1,15 +1,21 @@
-// Command controlplane is the local Kubernetes control plane hubguard's tests run against:
-// embedded etcd and the upstream kube-apiserver in one process, plus kubectl.
+// Command controlplane is the local Kubernetes hubguard's tests run against: embedded etcd and
+// the upstream kube-apiserver in one process, and the upstream kubectl, kubelet, kube-scheduler
+// and kube-controller-manager as subcommands of the same binary (they share one compile and link).
 //
-//	controlplane serve --dir DIR [--port N]   start etcd + kube-apiserver on 127.0.0.1
-//	controlplane kubectl ARGS...              upstream kubectl (also when invoked as "kubectl")
+//	controlplane serve --dir DIR [--port N] [--address IP]   start etcd + kube-apiserver
+//	controlplane kubectl ARGS...                 upstream kubectl (also when invoked as "kubectl")
+//	controlplane kubelet ARGS...                 upstream kubelet
+//	controlplane kube-scheduler ARGS...          upstream kube-scheduler
+//	controlplane kube-controller-manager ARGS... upstream kube-controller-manager
 //
-// serve writes into DIR: ca.crt, admin.kubeconfig, and "ready" (the server URL) once
-// /readyz answers. It stops on SIGTERM or SIGINT. There is no kubelet and no scheduler:
-// pods are stored, never run, which is all admission needs.
+// serve writes into DIR: ca.crt, admin.kubeconfig, and "ready" (the server URL) once /readyz
+// answers; with --node NAME also the credentials of a node's components (NAME.kubeconfig for
+// its kubelet, scheduler.kubeconfig, controller-manager.kubeconfig, sa.key, ca.key). It stops
+// on SIGTERM or SIGINT. Without a node pods are stored, never run, which is all admission needs.
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,14 +32,19 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/logs/json/register"
 	"k8s.io/kubectl/pkg/cmd"
 	"k8s.io/kubectl/pkg/cmd/util"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
@@ -41,10 +52,16 @@ func main() {
 		os.Exit(runKubectl(os.Args[1:]))
 	}
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: controlplane serve --dir DIR [--port N] | controlplane kubectl ARGS...")
+		fmt.Fprintln(os.Stderr, "usage: controlplane serve --dir DIR [--port N] [--address IP] [--node NAME] | controlplane {kubectl,kubelet,kube-scheduler,kube-controller-manager} ARGS...")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
+	case "kubelet":
+		os.Exit(runCommand(kubelet.NewKubeletCommand(context.Background()), os.Args[2:]))
+	case "kube-scheduler":
+		os.Exit(runCommand(scheduler.NewSchedulerCommand(), os.Args[2:]))
+	case "kube-controller-manager":
+		os.Exit(runCommand(controllermanager.NewControllerManagerCommand(), os.Args[2:]))
 	case "serve":
 		if err := serve(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "controlplane:", err)
@@ -67,11 +84,18 @@ func runKubectl(args []string) int {
 	return 0
 }
 
+func runCommand(command *cobra.Command, args []string) int {
+	command.SetArgs(args)
+	return cli.Run(command)
+}
+
 func serve(args []string) error {
 	flags := flag.NewFlagSet("serve", flag.ContinueOnError)
 	dir := flags.String("dir", "", "state directory (certificates, etcd data, kubeconfig)")
 	port := flags.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0 picks a free one)")
 	extra := flags.String("apiserver-args", "", "extra kube-apiserver flags, space-separated")
+	address := flags.String("address", "127.0.0.1", "address kube-apiserver binds to and advertises")
+	node := flags.String("node", "", "also write the credentials of this node's kubelet, and of a scheduler and a controller-manager")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -85,7 +109,7 @@ func serve(args []string) error {
 	if apiPort == 0 {
 		apiPort = freePort()
 	}
-	pki, err := writePKI(*dir)
+	pki, err := writePKI(*dir, *address)
 	if err != nil {
 		return fmt.Errorf("writing certificates: %w", err)
 	}
@@ -95,24 +119,34 @@ func serve(args []string) error {
 	}
 	defer etcd.Close()
 
-	server := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
-	if err := writeKubeconfig(filepath.Join(*dir, "admin.kubeconfig"), server, pki); err != nil {
+	server := fmt.Sprintf("https://%s", net.JoinHostPort(*address, fmt.Sprint(apiPort)))
+	if err := writeKubeconfig(filepath.Join(*dir, "admin.kubeconfig"), server, pki.caCert, pki.adminCert, pki.adminKey); err != nil {
 		return err
+	}
+	if *node != "" {
+		if err := writeComponentCredentials(*dir, server, *node, pki); err != nil {
+			return fmt.Errorf("writing the node's credentials: %w", err)
+		}
 	}
 	apiArgs := []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + *address,
+		"--advertise-address=" + *address,
 		fmt.Sprintf("--secure-port=%d", apiPort),
 		"--cert-dir=" + filepath.Join(*dir, "apiserver"),
 		"--tls-cert-file=" + pki.servingCert,
 		"--tls-private-key-file=" + pki.servingKey,
 		"--client-ca-file=" + pki.caCert,
+		"--kubelet-client-certificate=" + pki.kubeletClientCert,
+		"--kubelet-client-key=" + pki.kubeletClientKey,
+		"--kubelet-preferred-address-types=InternalIP",
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + pki.saKey,
 		"--service-account-signing-key-file=" + pki.saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
-		"--authorization-mode=RBAC",
+		// Kubelets act as their node (the Node authorizer), as in kubeadm's clusters.
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
 		// Privileged pods must reach the webhooks under test instead of being refused first.
 		"--allow-privileged=true",
 		"--endpoint-reconciler-type=none",
@@ -120,37 +154,18 @@ func serve(args []string) error {
 		"--v=0",
 	}
 	if *extra != "" {
-		for _, f := range splitFields(*extra) {
+		for _, f := range strings.Fields(*extra) {
 			apiArgs = append(apiArgs, f)
 		}
 	}
 	go announceWhenReady(*dir, server, pki)
 
-	command := app.NewAPIServerCommand()
+	command := apiserver.NewAPIServerCommand()
 	command.SetArgs(apiArgs)
 	if code := cli.Run(command); code != 0 {
 		return fmt.Errorf("kube-apiserver exited with code %d", code)
 	}
 	return nil
-}
-
-func splitFields(s string) []string {
-	var out []string
-	field := ""
-	for _, r := range s {
-		if r == ' ' {
-			if field != "" {
-				out = append(out, field)
-			}
-			field = ""
-			continue
-		}
-		field += string(r)
-	}
-	if field != "" {
-		out = append(out, field)
-	}
-	return out
 }
 
 func freePort() int {
@@ -189,17 +204,23 @@ func startEtcd(dataDir string) (*embed.Etcd, string, error) {
 }
 
 type pkiFiles struct {
-	caCert, servingCert, servingKey, adminCert, adminKey, saKey string
+	caCert, caKey, servingCert, servingKey, adminCert, adminKey, saKey string
+	kubeletClientCert, kubeletClientKey                                string
+	// issue signs a client certificate for a component of the cluster.
+	issue func(cn string, orgs []string, certPath, keyPath string) error
 }
 
-func writePKI(dir string) (pkiFiles, error) {
+func writePKI(dir, address string) (pkiFiles, error) {
 	p := pkiFiles{
-		caCert:      filepath.Join(dir, "ca.crt"),
-		servingCert: filepath.Join(dir, "apiserver.crt"),
-		servingKey:  filepath.Join(dir, "apiserver.key"),
-		adminCert:   filepath.Join(dir, "admin.crt"),
-		adminKey:    filepath.Join(dir, "admin.key"),
-		saKey:       filepath.Join(dir, "sa.key"),
+		caCert:            filepath.Join(dir, "ca.crt"),
+		caKey:             filepath.Join(dir, "ca.key"),
+		kubeletClientCert: filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		kubeletClientKey:  filepath.Join(dir, "apiserver-kubelet-client.key"),
+		servingCert:       filepath.Join(dir, "apiserver.crt"),
+		servingKey:        filepath.Join(dir, "apiserver.key"),
+		adminCert:         filepath.Join(dir, "admin.crt"),
+		adminKey:          filepath.Join(dir, "admin.key"),
+		saKey:             filepath.Join(dir, "sa.key"),
 	}
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
@@ -219,6 +240,9 @@ func writePKI(dir string) (pkiFiles, error) {
 	if err := writePEM(p.caCert, "CERTIFICATE", caDER); err != nil {
 		return p, err
 	}
+	if err := writeKey(p.caKey, caKey); err != nil {
+		return p, err
+	}
 	leaf := func(serial int64, cn string, orgs []string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{
@@ -231,7 +255,7 @@ func writePKI(dir string) (pkiFiles, error) {
 		}
 		if usage == x509.ExtKeyUsageServerAuth {
 			tmpl.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
-			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1"), net.ParseIP(address)}
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
@@ -247,6 +271,14 @@ func writePKI(dir string) (pkiFiles, error) {
 	}
 	if err := leaf(3, "hubguard-test-admin", []string{"system:masters"}, x509.ExtKeyUsageClientAuth, p.adminCert, p.adminKey); err != nil {
 		return p, err
+	}
+	if err := leaf(4, "kube-apiserver-kubelet-client", []string{"system:masters"}, x509.ExtKeyUsageClientAuth, p.kubeletClientCert, p.kubeletClientKey); err != nil {
+		return p, err
+	}
+	serial := int64(100)
+	p.issue = func(cn string, orgs []string, certPath, keyPath string) error {
+		serial++
+		return leaf(serial, cn, orgs, x509.ExtKeyUsageClientAuth, certPath, keyPath)
 	}
 	saKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	return p, writeKey(p.saKey, saKey)
@@ -264,7 +296,31 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	return writePEM(path, "EC PRIVATE KEY", der)
 }
 
-func writeKubeconfig(path, server string, p pkiFiles) error {
+// writeComponentCredentials gives the node's kubelet, the scheduler and the controller-manager
+// their own identities, as kubeadm does.
+func writeComponentCredentials(dir, server, node string, p pkiFiles) error {
+	components := []struct{ file, cn, org string }{
+		{node, "system:node:" + node, "system:nodes"},
+		{"scheduler", "system:kube-scheduler", ""},
+		{"controller-manager", "system:kube-controller-manager", ""},
+	}
+	for _, c := range components {
+		var orgs []string
+		if c.org != "" {
+			orgs = []string{c.org}
+		}
+		cert, key := filepath.Join(dir, c.file+".crt"), filepath.Join(dir, c.file+".key")
+		if err := p.issue(c.cn, orgs, cert, key); err != nil {
+			return err
+		}
+		if err := writeKubeconfig(filepath.Join(dir, c.file+".kubeconfig"), server, p.caCert, cert, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeKubeconfig(path, server, caCert, clientCert, clientKey string) error {
 	read := func(f string) string {
 		b, _ := os.ReadFile(f)
 		return base64.StdEncoding.EncodeToString(b)
@@ -285,7 +341,7 @@ contexts:
 - name: local
   context: {cluster: local, user: admin}
 current-context: local
-`, server, read(p.caCert), read(p.adminCert), read(p.adminKey))
+`, server, read(caCert), read(clientCert), read(clientKey))
 	return os.WriteFile(path, []byte(config), 0o600)
 }
 

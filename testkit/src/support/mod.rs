@@ -2,8 +2,10 @@
 //! the local API server, isolated network namespaces and test cgroups, the corpus headers and
 //! a metrics parser. The binaries are the ones Cargo built beside the running test.
 
+pub mod cluster;
 pub mod controlplane;
 pub mod corpus;
+pub mod images;
 pub mod metrics;
 pub mod node;
 

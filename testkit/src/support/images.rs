@@ -1,0 +1,304 @@
+//! Container images without a registry: OCI image archives written from local files, loaded
+//! into the test node's containerd with `ctr images import`. Pods use them with
+//! `imagePullPolicy: Never`.
+//!
+//! An archive holds `oci-layout`, `index.json` (naming the image), one manifest, one config and
+//! one uncompressed layer: enough for containerd, and nothing a registry would add.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub const PAUSE: &str = "hubguard.dev/test/pause:1";
+pub const PROBE: &str = "hubguard.dev/test/probe:1";
+pub const HUBGUARD: &str = "hubguard.dev/test/hubguard:1";
+
+/// One file of an image: where it goes, where it comes from.
+struct Entry {
+    image_path: String,
+    source: Source,
+}
+
+enum Source {
+    File(PathBuf),
+    Text(String),
+}
+
+pub struct Image {
+    name: String,
+    entries: Vec<Entry>,
+    /// Symbolic links: path in the image, target.
+    links: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("ldd {binary}: {detail}")]
+    Ldd { binary: String, detail: String },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let what = what.into();
+    move |source| ImageError::Io { what, source }
+}
+
+impl Image {
+    pub fn new(name: &str, entrypoint: &[&str]) -> Image {
+        Image {
+            name: name.to_string(),
+            entries: Vec::new(),
+            links: Vec::new(),
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn file(mut self, image_path: &str, source: &Path) -> Image {
+        self.entries.push(Entry {
+            image_path: image_path.trim_start_matches('/').to_string(),
+            source: Source::File(source.to_path_buf()),
+        });
+        self
+    }
+
+    pub fn text(mut self, image_path: &str, contents: &str) -> Image {
+        self.entries.push(Entry {
+            image_path: image_path.trim_start_matches('/').to_string(),
+            source: Source::Text(contents.to_string()),
+        });
+        self
+    }
+
+    pub fn link(mut self, image_path: &str, target: &str) -> Image {
+        self.links.push((
+            image_path.trim_start_matches('/').to_string(),
+            target.to_string(),
+        ));
+        self
+    }
+
+    /// A dynamically linked binary at `image_path` with the shared libraries it loads, at the
+    /// paths the dynamic loader looks for them.
+    pub fn binary_with_libraries(
+        self,
+        image_path: &str,
+        source: &Path,
+    ) -> Result<Image, ImageError> {
+        let libraries = shared_libraries(source)?;
+        let mut image = self.file(image_path, source);
+        for library in libraries {
+            let path = library.display().to_string();
+            image = image.file(&path, &library);
+        }
+        Ok(image)
+    }
+
+    fn layer(&self) -> Result<Vec<u8>, ImageError> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.mode(tar::HeaderMode::Deterministic);
+        builder.follow_symlinks(true);
+        let mut directories = BTreeSet::new();
+        for entry in &self.entries {
+            let mut parent = Path::new(&entry.image_path).parent();
+            let mut missing = Vec::new();
+            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                if directories.insert(dir.to_path_buf()) {
+                    missing.push(dir.to_path_buf());
+                }
+                parent = dir.parent();
+            }
+            for dir in missing.into_iter().rev() {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder
+                    .append_data(&mut header, &dir, std::io::empty())
+                    .map_err(io(format!("adding {} to {}", dir.display(), self.name)))?;
+            }
+            match &entry.source {
+                Source::File(source) => builder
+                    .append_path_with_name(source, &entry.image_path)
+                    .map_err(io(format!("adding {} to {}", source.display(), self.name)))?,
+                Source::Text(contents) => {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(contents.len() as u64);
+                    header.set_mode(0o644);
+                    builder
+                        .append_data(&mut header, &entry.image_path, contents.as_bytes())
+                        .map_err(io(format!("adding {} to {}", entry.image_path, self.name)))?
+                }
+            }
+        }
+        for (path, target) in &self.links {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            builder
+                .append_link(&mut header, path, target)
+                .map_err(io(format!("adding the link {path} to {}", self.name)))?;
+        }
+        // /tmp for programs that want one; a read-only root filesystem gets emptyDirs instead.
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o1777);
+        header.set_size(0);
+        builder
+            .append_data(&mut header, "tmp", std::io::empty())
+            .map_err(io(format!("adding /tmp to {}", self.name)))?;
+        builder
+            .into_inner()
+            .map_err(io(format!("writing the layer of {}", self.name)))
+    }
+
+    /// Writes the OCI image archive to `path`.
+    pub fn write_archive(&self, path: &Path) -> Result<(), ImageError> {
+        let layer = self.layer()?;
+        let layer_digest = digest(&layer);
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Entrypoint": self.entrypoint,
+                "Env": ["PATH=/bin:/usr/bin"],
+                "WorkingDir": "/",
+            },
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        }))
+        .expect("a JSON value serialises");
+        let config_digest = digest(&config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config.len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer.len(),
+            }],
+        }))
+        .expect("a JSON value serialises");
+        let manifest_digest = digest(&manifest);
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": manifest.len(),
+                "annotations": {
+                    "io.containerd.image.name": self.name,
+                    "org.opencontainers.image.ref.name": self.name.rsplit(':').next().unwrap_or("latest"),
+                },
+            }],
+        }))
+        .expect("a JSON value serialises");
+
+        let file =
+            std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))?;
+        let mut archive = tar::Builder::new(std::io::BufWriter::new(file));
+        archive.mode(tar::HeaderMode::Deterministic);
+        let blobs = [
+            (
+                "oci-layout".to_string(),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            ("index.json".to_string(), index),
+            (blob_path(&manifest_digest), manifest),
+            (blob_path(&config_digest), config),
+            (blob_path(&layer_digest), layer),
+        ];
+        for (name, data) in blobs {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            archive
+                .append_data(&mut header, &name, data.as_slice())
+                .map_err(io(format!("writing {name} into {}", path.display())))?;
+        }
+        archive
+            .into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(io(format!("writing {}", path.display())))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn digest(data: &[u8]) -> String {
+    let hash = Sha256::digest(data);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+/// The shared libraries `binary` loads, the dynamic loader included, from `ldd`.
+pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| ImageError::Ldd {
+            binary: binary.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not a dynamic executable") || !out.status.success() {
+        return Ok(Vec::new());
+    }
+    // Lines look like "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+    // "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no file.
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            }?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// The node's sandbox image: a static program that holds a pod's namespaces.
+pub fn pause(tools_bin: &Path) -> Image {
+    Image::new(PAUSE, &["/pause"]).file("/pause", &tools_bin.join("pause"))
+}
+
+/// What the tests probe with from inside pods: busybox (sh, sleep, nc, wget) and
+/// hubguard-netprobe (connects and reports exactly how each one ended).
+pub fn probe(netprobe: &Path) -> Result<Image, ImageError> {
+    let busybox = Path::new("/bin/busybox");
+    let mut image = Image::new(PROBE, &["/bin/sleep", "infinity"])
+        .binary_with_libraries("/bin/hubguard-netprobe", netprobe)?
+        .file("/bin/busybox", busybox)
+        // hubguard-netprobe probes from inside a pod only where this marker is.
+        .text("/hubguard-test-node", "");
+    for applet in ["sh", "sleep", "nc", "wget", "cat", "ls", "true", "kill"] {
+        image = image.link(&format!("/bin/{applet}"), "busybox");
+    }
+    Ok(image)
+}
+
+/// hubguard's own image for the test node, from the built binary and its shared libraries.
+pub fn hubguard(binary: &Path) -> Result<Image, ImageError> {
+    Image::new(HUBGUARD, &["/hubguard"]).binary_with_libraries("/hubguard", binary)
+}
