@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use hubguard_node_agent::agent::{self, Source};
 use hubguard_node_agent::classes::ClassId;
+use hubguard_node_agent::removal::DaemonSetRef;
 
 use crate::logging::{self, LogFormat};
 use crate::runtime::{serve, terminated};
@@ -37,6 +38,10 @@ pub struct NodeAgentArgs {
     /// The root of the pods' cgroups; `kubepods.slice` or `kubepods` under the mount when not given.
     #[arg(long, conflicts_with = "standalone")]
     pods_cgroup: Option<PathBuf>,
+    /// The DaemonSet running this agent, NAMESPACE/NAME: when it is deleted, the agent removes
+    /// its programs and maps as it stops; any other stop leaves them enforcing.
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "standalone")]
+    daemonset: Option<DaemonSetRef>,
     /// Where links and maps are pinned (on bpffs); enforcement outlives the agent there.
     #[arg(long, default_value = "/sys/fs/bpf/hubguard")]
     bpffs: PathBuf,
@@ -127,6 +132,7 @@ pub fn run(args: NodeAgentArgs) -> ExitCode {
             node_name: args.node_name.unwrap_or_default(),
             kubeconfig: args.kubeconfig,
             pods_cgroup: args.pods_cgroup,
+            daemonset: args.daemonset,
         }
     };
     let config = agent::Config {

@@ -11,4 +11,5 @@ mod hub_charts;
 mod layering;
 mod node_agent;
 mod node_agent_cluster;
+mod real_node;
 mod webhook;

@@ -22,6 +22,7 @@ use crate::events::{self, DenialSink, Owners};
 use crate::kernel::{Desired, Kernel, KernelError};
 use crate::metrics::{self, AgentMetrics, Readiness};
 use crate::node_taint;
+use crate::removal::{DaemonSetRef, Removal};
 use crate::rules::{self, CompileError, Compiled, Resolved};
 
 pub enum Source {
@@ -31,6 +32,8 @@ pub enum Source {
         kubeconfig: Option<PathBuf>,
         /// The root of the pods' cgroups; found under the cgroup mount when not given.
         pods_cgroup: Option<PathBuf>,
+        /// The DaemonSet running this agent: when it is removed, so are the programs.
+        daemonset: Option<DaemonSetRef>,
     },
     /// Cgroups given on the command line, each with its class; no Kubernetes.
     Standalone { cgroups: Vec<(PathBuf, ClassId)> },
@@ -131,6 +134,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let notify = Arc::new(Notify::new());
+    let removal = Removal::default();
     tokio::pin!(shutdown);
     let (attach_points, mut cluster) = match &config.source {
         Source::Standalone { cgroups } => (
@@ -141,6 +145,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             node_name,
             kubeconfig,
             pods_cgroup,
+            daemonset,
         } => {
             let pods_tree = match pods_cgroup {
                 Some(p) => p.clone(),
@@ -158,6 +163,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             let client = hubguard_daemon::kube_client::cluster_client(kubeconfig.as_deref())
                 .await
                 .map_err(AgentError::Cluster)?;
+            if let Some(daemonset) = daemonset {
+                removal.watch(client.clone(), daemonset.clone());
+            }
             let inventory = SharedInventory::default();
             let mut watches =
                 Watches::start(client.clone(), node_name, inventory.clone(), notify.clone());
@@ -248,7 +256,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
     }
-    tracing::info!("stopping; the programs stay attached through their pinned links");
+    if removal.removed() {
+        let removed = crate::kernel::uninstall(&config.pin_dir)?;
+        tracing::info!(pin_dir = %config.pin_dir.display(), removed = removed.len(), "stopping with the DaemonSet removed: programs detached, maps removed");
+    } else {
+        tracing::info!("stopping; the programs stay attached through their pinned links");
+    }
     Ok(())
 }
 

@@ -12,4 +12,5 @@ pub mod events;
 pub mod kernel;
 pub mod metrics;
 pub mod node_taint;
+pub mod removal;
 pub mod rules;

@@ -12,6 +12,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -88,6 +89,7 @@ impl ManagedTls {
             }
         }
         let secret = secret.ok_or(ManagedTlsError::Contention)?;
+        let secret = self.owned_by_configuration(secret).await?;
         let data = secret.data.unwrap_or_default();
         let get = |key: &str| data.get(key).map(|b| b.0.clone()).unwrap_or_default();
         write_if_changed(&self.cert_path, &get("tls.crt"))?;
@@ -145,6 +147,63 @@ impl ManagedTls {
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Err(ManagedTlsError::Contention),
             Err(e) => Err(api_err(e)),
+        }
+    }
+
+    /// Makes the webhook configuration the Secret's owner, so that removing hubguard (which
+    /// deletes the configuration) removes the Secret too: the chart never made it, so Helm
+    /// would leave it behind. A cluster-scoped owner may own a namespaced object.
+    async fn owned_by_configuration(&self, mut secret: Secret) -> Result<Secret, ManagedTlsError> {
+        let Some(name) = self.configurations.first() else {
+            return Ok(secret);
+        };
+        let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        let configuration =
+            validating
+                .get_opt(name)
+                .await
+                .map_err(|error| ManagedTlsError::Configuration {
+                    name: name.clone(),
+                    error,
+                })?;
+        let Some(uid) = configuration.and_then(|c| c.metadata.uid) else {
+            return Ok(secret);
+        };
+        if secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid)
+        {
+            return Ok(secret);
+        }
+        let unchanged = secret.clone();
+        let owners = secret
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new);
+        owners.retain(|o| o.kind != "ValidatingWebhookConfiguration");
+        owners.push(OwnerReference {
+            api_version: "admissionregistration.k8s.io/v1".into(),
+            kind: "ValidatingWebhookConfiguration".into(),
+            name: name.clone(),
+            uid,
+            ..OwnerReference::default()
+        });
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api
+            .replace(&self.secret, &PostParams::default(), &secret)
+            .await
+        {
+            Ok(updated) => Ok(updated),
+            // Another replica changed it first; the next check sets the owner if still needed.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(unchanged),
+            Err(error) => Err(ManagedTlsError::Api {
+                namespace: self.namespace.clone(),
+                name: self.secret.clone(),
+                error,
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 //!   hubguard-netprobe serve --netns PATH ENDPOINT...
 //!   hubguard-netprobe probe --netns PATH [--cgroup DIR] [--uid N] PROBE...
 //!   hubguard-netprobe probe --netns pod PROBE...   (inside a pod of the test node)
+//!   hubguard-netprobe repeat --netns PATH|pod [--count N] PROBE   (every 20 ms; a tally)
 //!   hubguard-netprobe connect-rate --netns PATH [--cgroup DIR] [--count N] tcp:ADDR:PORT
 //!   hubguard-netprobe socket-rate --netns PATH [--cgroup DIR] [--count N]
 //!
@@ -107,6 +108,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
             }
             Ok(())
         }
+        "repeat" => match specs.as_slice() {
+            [(kind, addr, _)] => {
+                repeat(kind, *addr, count);
+                Ok(())
+            }
+            _ => Err("repeat takes one probe".into()),
+        },
         "connect-rate" => match specs.as_slice() {
             [(kind, addr, _)] if kind == "tcp" => connect_rate(*addr, count),
             _ => Err("connect-rate takes one tcp:ADDR:PORT".into()),
@@ -268,6 +276,19 @@ fn outcome(error: std::io::Error) -> String {
         "EPERM".into()
     } else {
         format!("error: {error}")
+    }
+}
+
+/// Probes `count` times, 20 ms apart, and prints how many ended each way ("OUTCOME COUNT"
+/// lines): a gap in enforcement shows as a non-zero "ok".
+fn repeat(kind: &str, addr: SocketAddr, count: u32) {
+    let mut tally = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..count {
+        *tally.entry(probe(kind, addr)).or_default() += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (outcome, n) in tally {
+        println!("{outcome} {n}");
     }
 }
 

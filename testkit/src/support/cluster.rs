@@ -106,6 +106,7 @@ pub struct Cluster {
     servers: Option<Child>,
     forwarder: Option<Forwarder>,
     created_mount_points: Vec<PathBuf>,
+    socket_dir: PathBuf,
     started: Instant,
 }
 
@@ -191,6 +192,7 @@ impl Cluster {
             servers: None,
             forwarder: None,
             created_mount_points: Vec::new(),
+            socket_dir: short_socket_dir(),
             started,
         };
         // From here on a failure drops `cluster`, which removes what was made so far.
@@ -210,6 +212,19 @@ impl Cluster {
         cluster.start_scheduler_and_controllers()?;
         cluster.start_forwarder()?;
         cluster.wait_node_ready()?;
+        // The service-account controller gives every namespace its `default` account; pods
+        // cannot be created in `default` before it has.
+        cluster.wait_for(
+            "kube-controller-manager",
+            "no default service account",
+            Duration::from_secs(60),
+            |cluster| {
+                cluster
+                    .kubectl_output(&["get", "serviceaccount", "default", "-n", "default"])
+                    .map(|out| out.status.success())
+                    .unwrap_or(false)
+            },
+        )?;
         cluster.costs.node_ready = cluster.started.elapsed();
         Ok(cluster)
     }
@@ -292,7 +307,9 @@ impl Cluster {
         for point in PRIVATE_TMPFS {
             script += &format!("mount -t tmpfs -o mode=0755 tmpfs {point}\n");
         }
-        script += "mount -t bpf bpf /sys/fs/bpf\n";
+        // Shared (within this namespace only): the agent's pod mounts it with HostToContainer
+        // propagation, which needs a shared or slave source.
+        script += "mount -t bpf bpf /sys/fs/bpf\nmount --make-shared /sys/fs/bpf\n";
         for (name, value) in KERNEL_DEFAULTS {
             let file = sysctl_dir.join(name.replace('/', "."));
             std::fs::write(&file, format!("{value}\n")).map_err(io("writing a sysctl file"))?;
@@ -458,13 +475,16 @@ impl Cluster {
         )
     }
 
+    /// Unix socket paths are limited to about 100 bytes and the state directory may be deep:
+    /// the sockets live in a short directory of their own.
     fn containerd_socket(&self) -> PathBuf {
-        self.path("containerd/containerd.sock")
+        self.socket_dir.join("containerd.sock")
     }
 
     fn start_containerd(&mut self) -> Result<(), ClusterError> {
         let root = self.path("containerd");
         std::fs::create_dir_all(&root).map_err(io("creating containerd's directory"))?;
+        std::fs::create_dir_all(&self.socket_dir).map_err(io("creating the sockets' directory"))?;
         let bin = tools_bin();
         let config = format!(
             r#"version = 3
@@ -987,8 +1007,18 @@ impl Drop for Cluster {
         for point in self.created_mount_points.iter().rev() {
             let _ = std::fs::remove_dir(point);
         }
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
         // The network namespace is deleted when `netns` drops, after this.
     }
+}
+
+fn short_socket_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    PathBuf::from(format!(
+        "/tmp/hgn-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ))
 }
 
 fn stop_child(child: &mut Child, grace: Duration) {

@@ -15,7 +15,10 @@ use sha2::{Digest, Sha256};
 
 pub const PAUSE: &str = "hubguard.dev/test/pause:1";
 pub const PROBE: &str = "hubguard.dev/test/probe:1";
-pub const HUBGUARD: &str = "hubguard.dev/test/hubguard:1";
+/// The probe image again, under the name of the platform's notebook image, which the presets
+/// allow for user pods.
+pub const NOTEBOOK: &str = "ghcr.io/tess-platform/tess-notebook:test";
+pub const HUBGUARD: &str = "hubguard.dev/test/hubguard:test";
 
 /// One file of an image: where it goes, where it comes from.
 struct Entry {
@@ -30,6 +33,8 @@ enum Source {
 
 pub struct Image {
     name: String,
+    /// More names for the same image.
+    aliases: Vec<String>,
     entries: Vec<Entry>,
     /// Symbolic links: path in the image, target.
     links: Vec<(String, String)>,
@@ -56,6 +61,7 @@ impl Image {
     pub fn new(name: &str, entrypoint: &[&str]) -> Image {
         Image {
             name: name.to_string(),
+            aliases: Vec::new(),
             entries: Vec::new(),
             links: Vec::new(),
             entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
@@ -75,6 +81,11 @@ impl Image {
             image_path: image_path.trim_start_matches('/').to_string(),
             source: Source::Text(contents.to_string()),
         });
+        self
+    }
+
+    pub fn alias(mut self, name: &str) -> Image {
+        self.aliases.push(name.to_string());
         self
     }
 
@@ -126,9 +137,19 @@ impl Image {
                     .map_err(io(format!("adding {} to {}", dir.display(), self.name)))?;
             }
             match &entry.source {
-                Source::File(source) => builder
-                    .append_path_with_name(source, &entry.image_path)
-                    .map_err(io(format!("adding {} to {}", source.display(), self.name)))?,
+                // Plain entries with the file's bytes: the tar crate writes GNU sparse entries
+                // for sparse files, which containerd's unpacker refuses.
+                Source::File(source) => {
+                    let what = || format!("adding {} to {}", source.display(), self.name);
+                    let data = std::fs::read(source).map_err(io(what()))?;
+                    let mode = std::fs::metadata(source).map_err(io(what()))?.permissions();
+                    let mut header = tar::Header::new_ustar();
+                    header.set_size(data.len() as u64);
+                    header.set_mode(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777);
+                    builder
+                        .append_data(&mut header, &entry.image_path, data.as_slice())
+                        .map_err(io(what()))?
+                }
                 Source::Text(contents) => {
                     let mut header = tar::Header::new_gnu();
                     header.set_size(contents.len() as u64);
@@ -193,18 +214,24 @@ impl Image {
         }))
         .expect("a JSON value serialises");
         let manifest_digest = digest(&manifest);
+        let manifests: Vec<_> = std::iter::once(&self.name)
+            .chain(&self.aliases)
+            .map(|name| {
+                json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": manifest_digest,
+                    "size": manifest.len(),
+                    "annotations": {
+                        "io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": name.rsplit(':').next().unwrap_or("latest"),
+                    },
+                })
+            })
+            .collect();
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest,
-                "size": manifest.len(),
-                "annotations": {
-                    "io.containerd.image.name": self.name,
-                    "org.opencontainers.image.ref.name": self.name.rsplit(':').next().unwrap_or("latest"),
-                },
-            }],
+            "manifests": manifests,
         }))
         .expect("a JSON value serialises");
 
@@ -288,6 +315,7 @@ pub fn pause(tools_bin: &Path) -> Image {
 pub fn probe(netprobe: &Path) -> Result<Image, ImageError> {
     let busybox = Path::new("/bin/busybox");
     let mut image = Image::new(PROBE, &["/bin/sleep", "infinity"])
+        .alias(NOTEBOOK)
         .binary_with_libraries("/bin/hubguard-netprobe", netprobe)?
         .file("/bin/busybox", busybox)
         // hubguard-netprobe probes from inside a pod only where this marker is.
