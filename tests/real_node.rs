@@ -610,11 +610,23 @@ fn real_controllers_and_webhook_replicas_behind_their_service() {
         "platform-job",
         "platform-cronjob",
     ] {
-        node.wait(
-            &format!("{app} has a pod that ran"),
-            Duration::from_secs(150),
-            || ran(&node, &format!("app={app}")),
-        );
+        // The CronJob's first Job starts at the next full minute.
+        let timeout = Duration::from_secs(if app == "platform-cronjob" { 90 } else { 45 });
+        let deadline = Instant::now() + timeout;
+        while !ran(&node, &format!("app={app}")) {
+            assert!(
+                Instant::now() < deadline,
+                "{app} has no pod that ran after {timeout:?}:\n{}",
+                node.kubectl(&[
+                    "get",
+                    "events",
+                    "-n",
+                    "tess-private",
+                    "--sort-by=.lastTimestamp"
+                ])
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     // The tenant's privileged Deployment is refused at the Deployment.
