@@ -1,6 +1,7 @@
 //! The node agent in a cluster: the real kube-apiserver (tests/controlplane) with hubguard's
 //! webhook registered by the chart, pods bound to this node, and cgroup directories laid out as
-//! kubelet lays them out with the cgroupfs and the systemd drivers. The agent runs under the
+//! kubelet lays them out with the systemd driver (the cgroupfs driver runs for real in
+//! real_node.rs). The agent runs under the
 //! chart's own RBAC and classes pods by the identity admission recorded on them; probes run
 //! from the pods' container cgroups inside an isolated namespace with only `lo`.
 
@@ -145,12 +146,6 @@ fn schedulers(own: &'static str, other: &'static str) -> Vec<(&'static str, &'st
     SCHEDULER_PROBES.iter().copied().zip([own, other]).collect()
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Driver {
-    Cgroupfs,
-    Systemd,
-}
-
 #[derive(Clone, Copy)]
 enum Qos {
     Guaranteed,
@@ -158,38 +153,26 @@ enum Qos {
     BestEffort,
 }
 
-/// The pod's container cgroup as kubelet (and containerd) would create it.
-fn container_cgroup(tree: &TestCgroup, driver: Driver, qos: Qos, uid: &str) -> PathBuf {
-    let relative = match driver {
-        Driver::Cgroupfs => {
-            let qos = match qos {
-                Qos::Guaranteed => "",
-                Qos::Burstable => "burstable/",
-                Qos::BestEffort => "besteffort/",
-            };
-            format!("kubepods/{qos}pod{uid}/0123456789abcdef")
-        }
-        Driver::Systemd => {
-            let uid = uid.replace('-', "_");
-            let pod = match qos {
-                Qos::Guaranteed => format!("kubepods-pod{uid}.slice"),
-                Qos::Burstable => {
-                    format!("kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice")
-                }
-                Qos::BestEffort => {
-                    format!("kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice")
-                }
-            };
-            // containerd names its scopes cri-containerd-<id>, CRI-O crio-<id>: both sit
-            // under the pod's slice, which is what the agent maps.
-            let runtime = match qos {
-                Qos::BestEffort => "crio",
-                _ => "cri-containerd",
-            };
-            format!("kubepods.slice/{pod}/{runtime}-0123456789abcdef.scope")
+/// The pod's container cgroup as kubelet (and the runtime) would create it with the systemd
+/// driver.
+fn container_cgroup(tree: &TestCgroup, qos: Qos, uid: &str) -> PathBuf {
+    let uid = uid.replace('-', "_");
+    let pod = match qos {
+        Qos::Guaranteed => format!("kubepods-pod{uid}.slice"),
+        Qos::Burstable => format!("kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice"),
+        Qos::BestEffort => {
+            format!("kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice")
         }
     };
-    tree.child(&relative)
+    // containerd names its scopes cri-containerd-<id>, CRI-O crio-<id>: both sit under the
+    // pod's slice, which is what the agent maps.
+    let runtime = match qos {
+        Qos::BestEffort => "crio",
+        _ => "cri-containerd",
+    };
+    tree.child(&format!(
+        "kubepods.slice/{pod}/{runtime}-0123456789abcdef.scope"
+    ))
 }
 
 fn uid(plane: &ControlPlane, namespace: &str, name: &str) -> String {
@@ -208,7 +191,7 @@ fn uid(plane: &ControlPlane, namespace: &str, name: &str) -> String {
 }
 
 #[test]
-fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
+fn cluster_pods_map_to_their_systemd_cgroups() {
     require_root();
     let plane = ControlPlane::start();
     plane.kubectl_stdin(&["apply", "-f", "-"], Some(OBJECTS));
@@ -332,46 +315,38 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
     let dir = TempDir::new("node-agent-cluster");
     let policy = policy_with_dask(&dir);
 
-    for driver in [Driver::Cgroupfs, Driver::Systemd] {
-        let context = |what: &str| format!("{driver:?}: {what}");
-        let tree = TestCgroup::new(&format!("cluster-{driver:?}").to_lowercase());
+    // The cgroupfs layout runs for real in real_node.rs (kubelet, containerd, runc); the
+    // systemd driver's layout, which that node does not use, is laid out here.
+    {
+        let context = |what: &str| format!("systemd driver: {what}");
+        let tree = TestCgroup::new("cluster-systemd");
         let alice = container_cgroup(
             &tree,
-            driver,
             Qos::Burstable,
             &uid(&plane, "tess-public", "jupyter-alice"),
         );
-        let hub = container_cgroup(
-            &tree,
-            driver,
-            Qos::Guaranteed,
-            &uid(&plane, "tess-public", "hub"),
-        );
+        let hub = container_cgroup(&tree, Qos::Guaranteed, &uid(&plane, "tess-public", "hub"));
         let legacy = container_cgroup(
             &tree,
-            driver,
             Qos::BestEffort,
             &uid(&plane, "tess-public", "legacy"),
         );
         let dora = container_cgroup(
             &tree,
-            driver,
             Qos::Guaranteed,
             &uid(&plane, "tess-public", "dora-notebook"),
         );
         let coredns = container_cgroup(
             &tree,
-            driver,
             Qos::BestEffort,
             &uid(&plane, "kube-system", "coredns"),
         );
         let stranger = container_cgroup(
             &tree,
-            driver,
             Qos::BestEffort,
             "00000000-0000-0000-0000-00000000dead",
         );
-        let pin_guard = Pins::new(&format!("cluster-{driver:?}").to_lowercase());
+        let pin_guard = Pins::new("cluster-systemd");
         let pins = pin_guard.0.clone();
 
         assert_probes(
@@ -488,7 +463,7 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
 
         // A pod the hub spawns after the agent started, through the webhook (which records
         // it as bob's user pod): strictest until mapped, then its class.
-        let bob_pod = format!("bob-{driver:?}").to_lowercase();
+        let bob_pod = "bob-systemd".to_string();
         plane.kubectl_stdin(
             &["create", "-f", "-"],
             Some(&format!(
@@ -498,7 +473,6 @@ fn cluster_pods_map_to_their_cgroups_with_both_drivers() {
         bind(&plane, "tess-public", &bob_pod, NODE);
         let bob = container_cgroup(
             &tree,
-            driver,
             Qos::BestEffort,
             &uid(&plane, "tess-public", &bob_pod),
         );

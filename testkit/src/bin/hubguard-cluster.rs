@@ -4,8 +4,9 @@
 //!
 //!   hubguard-cluster up --dir DIR [--hubguard PATH] [--netprobe PATH] [--agent-taint]
 //!
-//! Writes DIR/admin.kubeconfig (the API server through a forwarder on the host's loopback) and,
-//! once the node is Ready, DIR/ready. Prints the cluster's cost on stderr.
+//! Writes DIR/admin.kubeconfig (the API server through a forwarder on the host's loopback),
+//! DIR/pods-cgroup (the kubelet's pod cgroups in the cgroup v2 hierarchy, for the node agent)
+//! and, once the node is Ready, DIR/ready. Prints the cluster's cost on stderr.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +34,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let ready = options.dir.join("ready");
+    let dir = options.dir.clone();
+    let ready = dir.join("ready");
     let cluster = match Cluster::up(options) {
         Ok(cluster) => cluster,
         Err(error) => {
@@ -42,6 +44,14 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("{}", cluster.cost_report());
+    let pods_cgroup = cluster.pods_cgroup_v2();
+    if let Err(error) = std::fs::write(dir.join("pods-cgroup"), pods_cgroup.display().to_string()) {
+        eprintln!(
+            "hubguard-cluster: writing {}/pods-cgroup: {error}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     if let Err(error) = std::fs::write(&ready, cluster.kubeconfig.display().to_string()) {
         eprintln!("hubguard-cluster: writing {}: {error}", ready.display());
         return ExitCode::FAILURE;
