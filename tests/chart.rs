@@ -237,6 +237,15 @@ fn node_agent_gets_only_the_capabilities_it_needs() {
             {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}
         ])
     );
+    // ... and follows its own DaemonSet, by name, in its own namespace.
+    let own_daemonset = find(&objects, "Role", "hubguard-node-agent");
+    assert_eq!(
+        own_daemonset["rules"],
+        serde_json::json!([
+            {"apiGroups": ["apps"], "resources": ["daemonsets"],
+             "resourceNames": ["hubguard-node-agent"], "verbs": ["get", "list", "watch"]}
+        ])
+    );
     // The webhook: get pods and DaskClusters (the exec and worker-group look-ups), and its
     // own webhook configurations and Secret by name.
     let webhook_role = find(&objects, "ClusterRole", "hubguard-webhook");

@@ -309,6 +309,9 @@ impl Cluster {
         }
         // Shared (within this namespace only): the agent's pod mounts it with HostToContainer
         // propagation, which needs a shared or slave source.
+        // Whatever the host has there (another test's bpffs) is detached in this namespace
+        // only, so that the pods see this one alone.
+        script += "while mountpoint -q /sys/fs/bpf; do umount -l /sys/fs/bpf; done\n";
         script += "mount -t bpf bpf /sys/fs/bpf\nmount --make-shared /sys/fs/bpf\n";
         for (name, value) in KERNEL_DEFAULTS {
             let file = sysctl_dir.join(name.replace('/', "."));
