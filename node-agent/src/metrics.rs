@@ -4,12 +4,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use hubguard_daemon::metrics::Recorder;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 pub struct AgentMetrics {
-    registry: Registry,
+    recorder: Recorder,
     pub metadata_denied: IntCounterVec,
     pub egress_denied: IntCounterVec,
     pub policy_pods: IntGaugeVec,
@@ -25,120 +24,84 @@ pub struct AgentMetrics {
     pub dry_run: IntGauge,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
-}
-
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
-}
+/// The definitions are fixed and covered by this crate's tests: a rule they broke would fail
+/// every test, never a running agent.
+const DEFINED: &str = "the agent's metric definitions follow the recorder's rules";
 
 impl AgentMetrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let policy_pods = IntGaugeVec::new(
-            Opts::new(
-                "hubguard_egress_policy_pods",
-                "Pods (standalone: cgroups) on this node mapped to each class's egress rules.",
-            ),
-            &["pod_class"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(policy_pods.clone()))
-            .expect("registered once");
+        let recorder = Recorder::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            recorder.counter_vec(name, help, labels).expect(DEFINED)
+        };
+        let counter = |name: &str, help: &str| recorder.counter(name, help).expect(DEFINED);
+        let gauge = |name: &str, help: &str| recorder.gauge(name, help).expect(DEFINED);
         AgentMetrics {
+            policy_pods: recorder
+                .gauge_vec(
+                    "hubguard_egress_policy_pods",
+                    "Pods (standalone: cgroups) on this node mapped to each class's egress rules.",
+                    &["pod_class"],
+                )
+                .expect(DEFINED),
             metadata_denied: counter_vec(
-                &registry,
                 "hubguard_metadata_denied_total",
                 "Connections and datagrams to a cloud metadata endpoint denied (or, in dry run, that would be).",
                 &["namespace", "pod_class"],
             ),
             egress_denied: counter_vec(
-                &registry,
                 "hubguard_egress_denied_total",
                 "Other egress denied (or, in dry run, that would be), by reason: destination, port, dns or socket (a raw or ICMP echo socket refused at creation).",
                 &["namespace", "pod_class", "reason"],
             ),
             kernel_denials: counter_vec(
-                &registry,
                 "hubguard_node_agent_kernel_denials_total",
                 "Denials the kernel counted since its maps were created, by class and reason; exact even when events are lost.",
                 &["pod_class", "reason"],
             ),
             credential_grant_uses: counter_vec(
-                &registry,
                 "hubguard_node_agent_credential_grant_connects_total",
                 "Connections and datagrams to a credential endpoint that the policy grants the class (network.credentialGrants).",
                 &["pod_class"],
             ),
             events_lost: counter(
-                &registry,
                 "hubguard_node_agent_events_lost_total",
                 "Denial events the kernel could not queue (ring buffer full): counted, not logged.",
             ),
             logs_suppressed: counter(
-                &registry,
                 "hubguard_node_agent_denial_logs_suppressed_total",
                 "Denial log lines dropped by the rate limit (the metrics still count them).",
             ),
             reload_errors: counter(
-                &registry,
                 "hubguard_policy_reload_errors_total",
                 "Policy files refused on reload; the last good policy stays in force.",
             ),
             sync_errors: counter(
-                &registry,
                 "hubguard_node_agent_sync_errors_total",
                 "Failed attempts to bring the kernel maps up to date (retried).",
             ),
             unresolved_pods: gauge(
-                &registry,
                 "hubguard_node_agent_unresolved_pods",
                 "Pods on this node whose cgroup was not found yet: they get the strictest class.",
             ),
             unrecorded_pods: gauge(
-                &registry,
                 "hubguard_node_agent_unrecorded_pods",
                 "Pods on this node in governed namespaces with no identity recorded at admission (created before hubguard, or past its webhook): they get the strictest class.",
             ),
             unresolved_destinations: gauge(
-                &registry,
                 "hubguard_node_agent_unresolved_destinations",
                 "Services and namespaces named by egress rules that resolve to no address.",
             ),
             dry_run: gauge(
-                &registry,
                 "hubguard_node_agent_dry_run",
                 "1 when the agent only counts and logs what it would deny.",
             ),
-            policy_pods,
-            registry,
+            recorder,
         }
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding cannot fail");
-        String::from_utf8(out).expect("metrics text is UTF-8")
+        self.recorder.render()
     }
 }
 
@@ -186,5 +149,15 @@ impl hubguard_daemon::policy_store::ReloadObserver for AgentMetrics {
 
     fn refused(&self) {
         self.reload_errors.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_metric_follows_the_recorders_rules() {
+        // Defining them all panics on the first that breaks a rule.
+        let metrics = super::AgentMetrics::new();
+        assert!(metrics.render().contains("hubguard_"));
     }
 }

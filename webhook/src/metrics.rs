@@ -1,10 +1,8 @@
 //! The webhook's Prometheus metrics. Names and labels are a contract (docs/metrics.md); no
 //! label takes a per-pod or per-user value.
 
-use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use hubguard_daemon::metrics::Recorder;
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGaugeVec};
 
 /// Admission latency is expected well under a millisecond; the buckets resolve that range
 /// and still show the API server's timeout region.
@@ -18,7 +16,7 @@ const DURATION_BUCKETS: &[f64] = &[
 pub const DRY_RUN_MODE: &str = "dry_run";
 
 pub struct Metrics {
-    registry: Registry,
+    recorder: Recorder,
     pub requests: IntCounterVec,
     pub duration: Histogram,
     pub violations: IntCounterVec,
@@ -28,75 +26,61 @@ pub struct Metrics {
     pub certificate_expiry: Gauge,
 }
 
+/// The definitions are fixed and covered by this crate's tests: a rule they broke would fail
+/// every test, never a running webhook.
+const DEFINED: &str = "the webhook's metric definitions follow the recorder's rules";
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "hubguard_admission_requests_total",
-                "Admission reviews answered, by operation, kind, decision and strongest mode found.",
-            ),
-            &["operation", "kind", "decision", "mode"],
-        )
-        .expect("valid metric");
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "hubguard_admission_duration_seconds",
-                "Time from a review's body arriving to its answer being ready.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let violations = IntCounterVec::new(
-            Opts::new(
-                "hubguard_policy_violations_total",
-                "Policy violations found, by policy, rule, namespace, pod class and mode.",
-            ),
-            &["policy", "rule", "namespace", "pod_class", "mode"],
-        )
-        .expect("valid metric");
-        let reload_errors = IntCounter::new(
-            "hubguard_policy_reload_errors_total",
-            "Policy files refused on reload; the last good policy stays in force.",
-        )
-        .expect("valid metric");
-        let policy_info = IntGaugeVec::new(
-            Opts::new("hubguard_policy_info", "The policy in force (value 1)."),
-            &["policy", "generation"],
-        )
-        .expect("valid metric");
-        let tls_reload_errors = IntCounter::new(
-            "hubguard_tls_reload_errors_total",
-            "Serving certificate files refused on reload; the last good certificate stays in use.",
-        )
-        .expect("valid metric");
-        let certificate_expiry = Gauge::new(
-            "hubguard_tls_certificate_expiry_timestamp_seconds",
-            "When the self-managed serving certificate expires (Unix time; 0 when not self-managed).",
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(violations.clone()),
-            Box::new(reload_errors.clone()),
-            Box::new(policy_info.clone()),
-            Box::new(tls_reload_errors.clone()),
-            Box::new(certificate_expiry.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
-        }
+        let recorder = Recorder::new();
         Metrics {
-            registry,
-            requests,
-            duration,
-            violations,
-            reload_errors,
-            policy_info,
-            tls_reload_errors,
-            certificate_expiry,
+            requests: recorder
+                .counter_vec(
+                    "hubguard_admission_requests_total",
+                    "Admission reviews answered, by operation, kind, decision and strongest mode found.",
+                    &["operation", "kind", "decision", "mode"],
+                )
+                .expect(DEFINED),
+            duration: recorder
+                .histogram(
+                    "hubguard_admission_duration_seconds",
+                    "Time from a review's body arriving to its answer being ready.",
+                    DURATION_BUCKETS,
+                )
+                .expect(DEFINED),
+            violations: recorder
+                .counter_vec(
+                    "hubguard_policy_violations_total",
+                    "Policy violations found, by policy, rule, namespace, pod class and mode.",
+                    &["policy", "rule", "namespace", "pod_class", "mode"],
+                )
+                .expect(DEFINED),
+            reload_errors: recorder
+                .counter(
+                    "hubguard_policy_reload_errors_total",
+                    "Policy files refused on reload; the last good policy stays in force.",
+                )
+                .expect(DEFINED),
+            policy_info: recorder
+                .gauge_vec(
+                    "hubguard_policy_info",
+                    "The policy in force (value 1).",
+                    &["policy", "generation"],
+                )
+                .expect(DEFINED),
+            tls_reload_errors: recorder
+                .counter(
+                    "hubguard_tls_reload_errors_total",
+                    "Serving certificate files refused on reload; the last good certificate stays in use.",
+                )
+                .expect(DEFINED),
+            certificate_expiry: recorder
+                .float_gauge(
+                    "hubguard_tls_certificate_expiry_timestamp_seconds",
+                    "When the self-managed serving certificate expires (Unix time; 0 when not self-managed).",
+                )
+                .expect(DEFINED),
+            recorder,
         }
     }
 
@@ -110,16 +94,22 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding into memory cannot fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        self.recorder.render()
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_metric_follows_the_recorders_rules() {
+        // Defining them all panics on the first that breaks a rule.
+        let metrics = super::Metrics::new();
+        assert!(metrics.render().contains("hubguard_"));
     }
 }
