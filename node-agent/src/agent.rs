@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::abi::Reason;
 use crate::cgroups::{self, CgroupError};
 use crate::classes::ClassId;
-use crate::cluster::{SharedInventory, Watches};
+use crate::cluster::Watches;
 use crate::desired::{self, Plan};
 use crate::events::{self, DenialSink, Owners};
 use crate::kernel::{Desired, Kernel, KernelError};
@@ -81,7 +81,6 @@ fn kernel_check(policy: &Policy) -> Result<(), String> {
 }
 
 struct Cluster {
-    inventory: SharedInventory,
     watches: Watches,
     pods_tree: PathBuf,
     own_cgroup: Option<PathBuf>,
@@ -166,16 +165,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             if let Some(daemonset) = daemonset {
                 removal.watch(client.clone(), daemonset.clone());
             }
-            let inventory = SharedInventory::default();
-            let mut watches =
-                Watches::start(client.clone(), node_name, inventory.clone(), notify.clone());
+            let mut watches = Watches::start(client.clone(), node_name, notify.clone());
             watches.watch_namespaces(&desired::referenced_namespaces(&policy.policy));
             let own_cgroup = desired::own_cgroup(&cgroup_root);
             tracing::info!(node = %node_name, pods_cgroup = %pods_tree.display(), "watching this node's pods");
             (
                 vec![pods_tree.clone()],
                 Some(Cluster {
-                    inventory,
                     watches,
                     pods_tree,
                     own_cgroup,
@@ -295,7 +291,7 @@ fn sync(
 ) -> Result<(), AgentError> {
     let (cgroups, resolved, complete) = match (cluster, &config.source) {
         (Some(c), _) => {
-            let inventory = c.inventory.lock().expect("inventory lock");
+            let inventory = c.watches.inventory();
             let cgroups =
                 desired::cluster_cgroups(policy, &inventory, &c.pods_tree, c.own_cgroup.as_deref());
             let resolved = desired::cluster_resolved(policy, &inventory);

@@ -1,15 +1,19 @@
 //! What the agent knows of the cluster: this node's pods (a field-selected watch), Services'
-//! cluster IPs, and the pod IPs of the namespaces the policy's rules name. Each watch replaces
-//! its part of the inventory on a relist and notifies the sync loop on every change.
+//! cluster IPs, and the pod IPs of the namespaces the policy's rules name. Each is a kube
+//! reflector store, which swaps in a relist only once it is complete (a restarted watch never
+//! shows a half-empty view); every change wakes the sync loop, which reads a snapshot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
@@ -23,6 +27,7 @@ pub struct NodePod {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A snapshot of what the watches hold, for one sync.
 #[derive(Debug, Default)]
 pub struct Inventory {
     /// This node's pods by UID.
@@ -42,8 +47,6 @@ pub struct PeerPod {
     pub tenant: Option<String>,
 }
 
-pub type SharedInventory = Arc<Mutex<Inventory>>;
-
 fn peer_pod(pod: &Pod) -> PeerPod {
     PeerPod {
         ips: pod_ips(pod),
@@ -54,47 +57,57 @@ fn peer_pod(pod: &Pod) -> PeerPod {
     }
 }
 
-enum Change<K> {
-    Reset(Vec<K>),
-    Upsert(K),
-    Remove(K),
+/// One watched kind: its store, whether its first list is in, and the task feeding it.
+struct Reflected<K: Resource + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store: Store<K>,
+    listed: Arc<AtomicBool>,
+    task: JoinHandle<()>,
 }
 
-/// Applies a watch stream to the inventory, buffering a relist until it is complete so a
-/// restarted watch never shows a half-empty view.
-async fn follow<K, S, F>(
-    name: &'static str,
-    stream: S,
-    inventory: SharedInventory,
-    notify: Arc<Notify>,
-    apply: F,
-) where
-    K: Resource + Clone + Debug + Send + 'static,
-    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
-    F: Fn(&mut Inventory, Change<K>) + Send,
+impl<K> Reflected<K>
+where
+    K: Resource + Clone + Debug + Send + Sync + serde::de::DeserializeOwned + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    futures::pin_mut!(stream);
-    let mut buffer: Vec<K> = Vec::new();
-    while let Some(event) = stream.next().await {
-        let change = match event {
-            Ok(Event::Init) => {
-                buffer.clear();
-                continue;
+    fn start(
+        name: &'static str,
+        api: Api<K>,
+        config: watcher::Config,
+        notify: Arc<Notify>,
+    ) -> Self {
+        let (store, writer) = reflector::store();
+        let listed = Arc::new(AtomicBool::new(false));
+        let events = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
+        let first_list = listed.clone();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(Event::InitDone) => {
+                        first_list.store(true, Ordering::SeqCst);
+                        notify.notify_one();
+                    }
+                    // The store takes a relist in whole at InitDone.
+                    Ok(Event::Init | Event::InitApply(_)) => {}
+                    Ok(Event::Apply(_) | Event::Delete(_)) => notify.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(watch = name, %error, "watch failed; retrying with backoff")
+                    }
+                }
             }
-            Ok(Event::InitApply(object)) => {
-                buffer.push(object);
-                continue;
-            }
-            Ok(Event::InitDone) => Change::Reset(std::mem::take(&mut buffer)),
-            Ok(Event::Apply(object)) => Change::Upsert(object),
-            Ok(Event::Delete(object)) => Change::Remove(object),
-            Err(error) => {
-                tracing::warn!(watch = name, %error, "watch failed; retrying with backoff");
-                continue;
-            }
-        };
-        apply(&mut inventory.lock().expect("inventory lock"), change);
-        notify.notify_one();
+        });
+        Reflected {
+            store,
+            listed,
+            task,
+        }
+    }
+
+    fn listed(&self) -> bool {
+        self.listed.load(Ordering::SeqCst)
     }
 }
 
@@ -135,148 +148,99 @@ fn node_pod(pod: &Pod) -> NodePod {
 
 /// The watches; dropping it stops them.
 pub struct Watches {
-    tasks: Vec<JoinHandle<()>>,
-    namespace_tasks: HashMap<String, JoinHandle<()>>,
+    node_pods: Reflected<Pod>,
+    services: Reflected<Service>,
+    namespaces: HashMap<String, Reflected<Pod>>,
     client: Client,
-    inventory: SharedInventory,
     notify: Arc<Notify>,
 }
 
 impl Drop for Watches {
     fn drop(&mut self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
-        self.namespace_tasks.values().for_each(JoinHandle::abort);
+        self.node_pods.task.abort();
+        self.services.task.abort();
+        self.namespaces.values().for_each(|r| r.task.abort());
     }
 }
 
 impl Watches {
-    pub fn start(
-        client: Client,
-        node_name: &str,
-        inventory: SharedInventory,
-        notify: Arc<Notify>,
-    ) -> Watches {
-        let pods: Api<Pod> = Api::all(client.clone());
+    pub fn start(client: Client, node_name: &str, notify: Arc<Notify>) -> Watches {
         let node_selector = format!("spec.nodeName={node_name}");
-        let node_stream =
-            watch_with_backoff(pods, watcher::Config::default().fields(&node_selector));
-        let node_task = tokio::spawn(follow(
-            "node pods",
-            node_stream,
-            inventory.clone(),
-            notify.clone(),
-            |inv: &mut Inventory, change| match change {
-                Change::Reset(pods) => {
-                    inv.node_pods = pods
-                        .iter()
-                        .filter_map(|p| Some((p.uid()?, node_pod(p))))
-                        .collect();
-                    inv.node_pods_listed = true;
-                }
-                Change::Upsert(pod) => {
-                    if let Some(uid) = pod.uid() {
-                        inv.node_pods.insert(uid, node_pod(&pod));
-                    }
-                }
-                Change::Remove(pod) => {
-                    if let Some(uid) = pod.uid() {
-                        inv.node_pods.remove(&uid);
-                    }
-                }
-            },
-        ));
-        let services: Api<Service> = Api::all(client.clone());
-        let service_task = tokio::spawn(follow(
-            "services",
-            watch_with_backoff(services, watcher::Config::default()),
-            inventory.clone(),
-            notify.clone(),
-            |inv: &mut Inventory, change| {
-                let key =
-                    |s: &Service| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
-                match change {
-                    Change::Reset(all) => {
-                        inv.services = all.iter().map(|s| (key(s), service_ips(s))).collect();
-                        inv.services_listed = true;
-                    }
-                    Change::Upsert(s) => {
-                        inv.services.insert(key(&s), service_ips(&s));
-                    }
-                    Change::Remove(s) => {
-                        inv.services.remove(&key(&s));
-                    }
-                }
-            },
-        ));
         Watches {
-            tasks: vec![node_task, service_task],
-            namespace_tasks: HashMap::new(),
+            node_pods: Reflected::start(
+                "node pods",
+                Api::all(client.clone()),
+                watcher::Config::default().fields(&node_selector),
+                notify.clone(),
+            ),
+            services: Reflected::start(
+                "services",
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                notify.clone(),
+            ),
+            namespaces: HashMap::new(),
             client,
-            inventory,
             notify,
         }
     }
 
     /// Watches exactly these namespaces' pod IPs (those the policy's rules name).
     pub fn watch_namespaces(&mut self, namespaces: &BTreeSet<String>) {
-        self.namespace_tasks.retain(|ns, task| {
+        self.namespaces.retain(|ns, reflected| {
             let keep = namespaces.contains(ns);
             if !keep {
-                task.abort();
+                reflected.task.abort();
             }
             keep
         });
-        self.inventory
-            .lock()
-            .expect("inventory lock")
-            .namespace_pods
-            .retain(|ns, _| namespaces.contains(ns));
         for ns in namespaces {
-            if self.namespace_tasks.contains_key(ns) {
-                continue;
+            if !self.namespaces.contains_key(ns) {
+                let reflected = Reflected::start(
+                    "namespace pods",
+                    Api::namespaced(self.client.clone(), ns),
+                    watcher::Config::default(),
+                    self.notify.clone(),
+                );
+                self.namespaces.insert(ns.clone(), reflected);
             }
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-            let namespace = ns.clone();
-            let task = tokio::spawn(follow(
-                "namespace pods",
-                watch_with_backoff(api, watcher::Config::default()),
-                self.inventory.clone(),
-                self.notify.clone(),
-                move |inv: &mut Inventory, change| {
-                    let pods = inv.namespace_pods.entry(namespace.clone()).or_default();
-                    match change {
-                        Change::Reset(all) => {
-                            *pods = all
-                                .iter()
-                                .filter_map(|p| Some((p.uid()?, peer_pod(p))))
-                                .collect();
-                        }
-                        Change::Upsert(p) => {
-                            if let Some(uid) = p.uid() {
-                                pods.insert(uid, peer_pod(&p));
-                            }
-                        }
-                        Change::Remove(p) => {
-                            if let Some(uid) = p.uid() {
-                                pods.remove(&uid);
-                            }
-                        }
-                    }
-                },
-            ));
-            self.namespace_tasks.insert(ns.clone(), task);
         }
     }
-}
 
-/// A watch that retries with backoff after errors.
-fn watch_with_backoff<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
-where
-    K: Resource + Clone + Debug + Send + serde::de::DeserializeOwned + 'static,
-    K::DynamicType: Default,
-{
-    kube::runtime::watcher(api, config).default_backoff()
+    /// What the stores hold now.
+    pub fn inventory(&self) -> Inventory {
+        let service_key =
+            |s: &Service| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+        Inventory {
+            node_pods: self
+                .node_pods
+                .store
+                .state()
+                .iter()
+                .filter_map(|p| Some((p.uid()?, node_pod(p))))
+                .collect(),
+            services: self
+                .services
+                .store
+                .state()
+                .iter()
+                .map(|s| (service_key(s), service_ips(s)))
+                .collect(),
+            namespace_pods: self
+                .namespaces
+                .iter()
+                .map(|(ns, reflected)| {
+                    let pods = reflected
+                        .store
+                        .state()
+                        .iter()
+                        .filter_map(|p| Some((p.uid()?, peer_pod(p))))
+                        .collect();
+                    (ns.clone(), pods)
+                })
+                .collect(),
+            node_pods_listed: self.node_pods.listed(),
+            services_listed: self.services.listed(),
+        }
+    }
 }
