@@ -804,3 +804,139 @@ fn real_controllers_and_webhook_replicas_behind_their_service() {
     let refusal = String::from_utf8_lossy(&second.stderr);
     assert!(refusal.contains("disruption budget"), "{refusal}");
 }
+
+/// A pod in `namespace` as the admin creates it (not judged as a tenant's).
+fn plain_pod(namespace: &str, name: &str) -> String {
+    probe_pod(
+        namespace,
+        name,
+        "",
+        "{limits: {cpu: 10m, memory: 16Mi}}",
+        "",
+    )
+}
+
+#[test]
+fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and_back() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let node = Node::up(false);
+    node.apply(&tenants_fixture());
+    node.install_hubguard("install", &["--set", "nodeAgent.enabled=false"]);
+    let alice = node.cluster.kubeconfig_for("tess-private", "user-alice");
+    let alice_creates = |name: &str| {
+        node.cluster.kubectl_as(
+            &alice,
+            &["create", "-f", "-"],
+            Some(&probe_pod(
+                "tess-private",
+                name,
+                "hub.jupyter.org/username: alice",
+                "{limits: {cpu: 10m, memory: 16Mi}}",
+                "",
+            )),
+        )
+    };
+    let out = alice_creates("before-outage");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The webhook down: tenant namespaces fail closed; kube-system and hubguard's own namespace
+    // are outside its path and keep working.
+    node.kubectl(&[
+        "scale",
+        "deployment/hubguard-webhook",
+        "-n",
+        "hubguard",
+        "--replicas=0",
+    ]);
+    node.wait(
+        "the webhook's pods are gone",
+        Duration::from_secs(60),
+        || {
+            node.kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                "hubguard",
+                "-l",
+                "app.kubernetes.io/component=webhook",
+                "-o",
+                "name",
+            ])
+            .trim()
+            .is_empty()
+        },
+    );
+    let out = alice_creates("during-outage");
+    assert!(
+        !out.status.success(),
+        "a tenant's pod was created with the webhook down"
+    );
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert!(refusal.contains("failed calling webhook"), "{refusal}");
+    for namespace in ["kube-system", "hubguard"] {
+        node.cluster.kubectl_stdin(
+            &["create", "-f", "-"],
+            Some(&plain_pod(namespace, "system-pod")),
+        );
+    }
+
+    // The emergency switch, one command: hubguard's webhook configurations go, admission works
+    // without it. (docs/reliability.md)
+    node.kubectl(&[
+        "delete",
+        "validatingwebhookconfiguration,mutatingwebhookconfiguration",
+        "-l",
+        "app.kubernetes.io/instance=hubguard",
+    ]);
+    let out = alice_creates("switched-off");
+    assert!(
+        out.status.success(),
+        "with hubguard switched off: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // ... and back, one command: the release's configurations and replicas return, and the
+    // webhook (which keeps the caBundle current) refuses attacks again.
+    let out = node.helm(&[
+        "upgrade",
+        "hubguard",
+        "charts/hubguard",
+        "--namespace",
+        "hubguard",
+        "--reuse-values",
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(
+        out.status.success(),
+        "helm upgrade: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let attack =
+        std::fs::read_to_string(root().join("tests/corpus/attack/privileged-pod.yaml")).unwrap();
+    node.wait(
+        "hubguard refuses attacks again",
+        Duration::from_secs(60),
+        || {
+            let out = node.cluster.kubectl_as(
+                &alice,
+                &["create", "--dry-run=server", "-f", "-"],
+                Some(&attack),
+            );
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr)
+                    .contains("denied the request: hubguard policy tess-private")
+        },
+    );
+    let out = alice_creates("switched-on");
+    assert!(
+        out.status.success(),
+        "after switching back on: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

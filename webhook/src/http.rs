@@ -91,7 +91,7 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 
 async fn handle(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
     let started = Instant::now();
-    let request = match parse(&body) {
+    let request = match read_review(&body) {
         Ok(request) => request,
         Err(message) => {
             state
@@ -139,7 +139,8 @@ async fn handle(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
     }
 }
 
-fn parse(body: &[u8]) -> Result<AdmissionRequest<RawObject>, String> {
+/// Reads an AdmissionReview body as the webhook receives it: a clear error, never a panic.
+pub fn read_review(body: &[u8]) -> Result<AdmissionRequest<RawObject>, String> {
     let review: AdmissionReview<RawObject> = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not an admission.k8s.io AdmissionReview: {e}"))?;
     review
