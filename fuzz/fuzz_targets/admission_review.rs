@@ -12,8 +12,11 @@ use libfuzzer_sys::fuzz_target;
 fn policy() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        Policy::from_yaml(include_str!("../../policies/tess-private.yaml"), "tess-private.yaml")
-            .expect("the preset loads")
+        Policy::from_yaml(
+            include_str!("../../policies/tess-private.yaml"),
+            "tess-private.yaml",
+        )
+        .expect("the preset loads")
     })
 }
 
@@ -25,10 +28,7 @@ fuzz_target!(|body: &[u8]| {
     let _ = hubguard_webhook::admission::mutate(policy, &request);
     let _ = hubguard_webhook::admission::validate_object(policy, &request, None);
     if let Some(tenant) = hubguard_webhook::admission::connect_tenant(policy, &request) {
-        let target = BTreeMap::from([(
-            "hubguard.dev/tenant".to_string(),
-            "bob".to_string(),
-        )]);
+        let target = BTreeMap::from([("hubguard.dev/tenant".to_string(), "bob".to_string())]);
         let _ = hubguard_webhook::admission::validate_connect(
             policy,
             &request,

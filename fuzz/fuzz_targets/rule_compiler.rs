@@ -13,11 +13,20 @@ fn resolved() -> Resolved {
     let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
     Resolved {
         cluster_dns: vec![ip("10.96.0.10")],
-        services: HashMap::from([("tess-private/proxy-public".to_string(), vec![ip("10.96.0.20")])]),
-        namespaces: HashMap::from([("tess-private".to_string(), vec![ip("10.244.0.5"), ip("fd00::5")])]),
+        services: HashMap::from([(
+            "tess-private/proxy-public".to_string(),
+            vec![ip("10.96.0.20")],
+        )]),
+        namespaces: HashMap::from([(
+            "tess-private".to_string(),
+            vec![ip("10.244.0.5"), ip("fd00::5")],
+        )]),
         namespace_tenants: HashMap::from([(
             "tess-private".to_string(),
-            vec![(Some("alice".to_string()), ip("10.244.0.5")), (None, ip("fd00::5"))],
+            vec![
+                (Some("alice".to_string()), ip("10.244.0.5")),
+                (None, ip("fd00::5")),
+            ],
         )]),
     }
 }
