@@ -790,6 +790,22 @@ fn real_controllers_and_webhook_replicas_behind_their_service() {
             Some(&eviction),
         )
     };
+    // The disruption controller computes what the budget allows once both are ready.
+    node.wait(
+        "the budget allows one disruption",
+        Duration::from_secs(60),
+        || {
+            node.kubectl(&[
+                "get",
+                "pdb",
+                "hubguard-webhook",
+                "-n",
+                "hubguard",
+                "-o",
+                "jsonpath={.status.disruptionsAllowed}",
+            ]) == "1"
+        },
+    );
     let first = evict(replicas[0]);
     assert!(
         first.status.success(),
