@@ -52,9 +52,14 @@ pub struct WebhookArgs {
     /// self-managed CA; repeatable.
     #[arg(long, value_name = "NAME", requires = "manage_tls_secret")]
     manage_webhook_configuration: Vec<String>,
-    /// Seconds between checks of the self-managed Secret, files and caBundles.
-    #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
+    /// Seconds between checks of the self-managed Secret, files and caBundles (three reads of
+    /// the API; short, so that recreated webhook configurations get their caBundle at once).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     manage_tls_interval: f64,
+    /// The ConfigMap the policy file is mounted from (NAMESPACE/NAME): a refused reload is
+    /// also recorded as a Warning Event on it.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    policy_configmap: Option<hubguard_webhook::policy_events::PolicyConfigMap>,
     /// Offer HTTP/2 to clients (ALPN); `--http2 false` leaves them HTTP/1.1 keep-alive.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     http2: bool,
@@ -131,6 +136,7 @@ pub fn run(args: WebhookArgs) -> ExitCode {
         allow_all: args.allow_all,
         http2: args.http2,
         managed_tls,
+        policy_configmap: args.policy_configmap,
     };
     serve(
         "the webhook",

@@ -859,6 +859,143 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A broken policy pushed through the ConfigMap while tenants create pods: refused by every
+    // replica, the last good policy stays (creates go on, attacks are still refused), and the
+    // refusal shows as a metric and as an Event on the ConfigMap.
+    let attack =
+        std::fs::read_to_string(root().join("tests/corpus/attack/privileged-pod.yaml")).unwrap();
+    let refused_by_hubguard = || {
+        let out = node.cluster.kubectl_as(
+            &alice,
+            &["create", "--dry-run=server", "-f", "-"],
+            Some(&attack),
+        );
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("denied the request: hubguard policy tess-private")
+    };
+    let refusal_recorded = || {
+        !node
+            .kubectl(&[
+                "get",
+                "events",
+                "-n",
+                "hubguard",
+                "--field-selector",
+                "reason=PolicyRefused",
+                "-o",
+                "name",
+            ])
+            .trim()
+            .is_empty()
+    };
+    let (creates, failures) = std::thread::scope(|scope| {
+        let stream = scope.spawn(|| {
+            let mut failures = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut i = 0;
+            // At least 20 creates, and on until the refusal is recorded; bounded in time.
+            while Instant::now() < deadline && !(i >= 20 && refusal_recorded()) {
+                let out = alice_creates(&format!("during-push-{i}"));
+                if !out.status.success() {
+                    failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+                i += 1;
+            }
+            (i, failures)
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let broken = node.kubectl(&[
+            "create",
+            "configmap",
+            "hubguard-policy",
+            "-n",
+            "hubguard",
+            "--from-literal=policy.yaml=spec: [this is not a policy",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ]);
+        node.cluster
+            .kubectl_stdin(&["replace", "-f", "-"], Some(&broken));
+        stream.join().unwrap()
+    });
+    assert!(
+        failures.is_empty(),
+        "creates failed while a broken policy was pushed:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        refusal_recorded(),
+        "no PolicyRefused Event within 2 minutes"
+    );
+    eprintln!("{creates} pod creates while a broken policy was pushed: none failed");
+    let notes = node.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "hubguard",
+        "--field-selector",
+        "reason=PolicyRefused",
+        "-o",
+        // The core API shows an events.k8s.io note as the message.
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        notes.contains("the last good policy stays in force"),
+        "{notes}"
+    );
+    assert!(
+        refused_by_hubguard(),
+        "the last good policy no longer refuses the attack"
+    );
+    let replicas = node.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "hubguard",
+        "-l",
+        "app.kubernetes.io/component=webhook",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    for replica in replicas.split_whitespace() {
+        node.wait(
+            &format!("{replica} counts the refusal"),
+            Duration::from_secs(60),
+            || {
+                node.kubectl(&[
+                    "get",
+                    "--raw",
+                    &format!("/api/v1/namespaces/hubguard/pods/{replica}:9090/proxy/metrics"),
+                ])
+                .lines()
+                .any(|l| {
+                    l.starts_with("hubguard_policy_reload_errors_total ") && !l.ends_with(" 0")
+                })
+            },
+        );
+    }
+    // The release's own policy back.
+    let out = node.helm(&[
+        "upgrade",
+        "hubguard",
+        "charts/hubguard",
+        "--namespace",
+        "hubguard",
+        "--reuse-values",
+        // Take back what was changed by hand (kubectl edits own those fields otherwise).
+        "--force-conflicts",
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(
+        out.status.success(),
+        "helm upgrade: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The webhook down: tenant namespaces fail closed; kube-system and hubguard's own namespace
     // are outside its path and keep working.
     node.kubectl(&[
@@ -924,6 +1061,8 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         "--namespace",
         "hubguard",
         "--reuse-values",
+        // Take back what was changed by hand (kubectl edits own those fields otherwise).
+        "--force-conflicts",
         "--wait",
         "--timeout",
         "120s",
@@ -933,21 +1072,10 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         "helm upgrade: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let attack =
-        std::fs::read_to_string(root().join("tests/corpus/attack/privileged-pod.yaml")).unwrap();
     node.wait(
         "hubguard refuses attacks again",
         Duration::from_secs(60),
-        || {
-            let out = node.cluster.kubectl_as(
-                &alice,
-                &["create", "--dry-run=server", "-f", "-"],
-                Some(&attack),
-            );
-            !out.status.success()
-                && String::from_utf8_lossy(&out.stderr)
-                    .contains("denied the request: hubguard policy tess-private")
-        },
+        refused_by_hubguard,
     );
     let out = alice_creates("switched-on");
     assert!(

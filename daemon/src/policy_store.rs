@@ -14,8 +14,8 @@ use crate::watch::FileWatch;
 pub trait ReloadObserver: Send + Sync {
     /// A policy is in force, as `generation` (1 for the first).
     fn loaded(&self, policy: &str, generation: u64);
-    /// A changed file was refused; the last good policy stays.
-    fn refused(&self);
+    /// A changed file was refused (`error` says why); the last good policy stays.
+    fn refused(&self, error: &str);
 }
 
 /// A daemon's own check of a policy that parsed: `Err` names what it cannot enforce.
@@ -127,7 +127,7 @@ impl PolicyStore {
     }
 
     fn refuse(&self, error: &StoreError) -> Reload {
-        self.observer.refused();
+        self.observer.refused(&error.to_string());
         let current = self.current.load();
         tracing::error!(
             error = %error,

@@ -147,7 +147,7 @@ impl hubguard_daemon::ops::Operations for AgentOps {
 impl hubguard_daemon::policy_store::ReloadObserver for AgentMetrics {
     fn loaded(&self, _policy: &str, _generation: u64) {}
 
-    fn refused(&self) {
+    fn refused(&self, _error: &str) {
         self.reload_errors.inc();
     }
 }

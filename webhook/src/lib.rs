@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod object;
 pub mod ops;
 pub mod pods;
+pub mod policy_events;
 pub mod server;
 pub mod tls;
 

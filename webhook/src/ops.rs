@@ -51,7 +51,7 @@ impl ReloadObserver for Metrics {
         self.set_policy(policy, generation);
     }
 
-    fn refused(&self) {
+    fn refused(&self, _error: &str) {
         self.reload_errors.inc();
     }
 }

@@ -19,6 +19,7 @@ use crate::managed_tls::ManagedTls;
 use crate::metrics::Metrics;
 use crate::ops::{self, Health};
 use crate::pods::PodDirectory;
+use crate::policy_events::{PolicyConfigMap, Reloads};
 use crate::tls::{CertStore, TlsError};
 use hubguard_daemon::kube_client::cluster_client;
 use hubguard_daemon::policy_store::PolicyStore;
@@ -47,6 +48,8 @@ pub struct Config {
     pub http2: bool,
     /// Keep a self-managed CA and serving certificate (written to `tls_cert`/`tls_key`).
     pub managed_tls: Option<ManagedTlsConfig>,
+    /// The ConfigMap the policy is mounted from: refused reloads become Events on it.
+    pub policy_configmap: Option<PolicyConfigMap>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +83,16 @@ pub enum ServeError {
 /// Runs until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let policies = Arc::new(PolicyStore::open(&config.policy, metrics.clone())?);
     let client = cluster_client(config.kubeconfig.as_deref()).await;
+    let reloads = match (&config.policy_configmap, &client) {
+        (Some(configmap), Ok(client)) => {
+            // In a pod, HOSTNAME is the pod's name: it says which replica refused.
+            let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "hubguard-webhook".into());
+            Reloads::with_events(metrics.clone(), client.clone(), configmap.clone(), instance)
+        }
+        _ => Reloads::metrics_only(metrics.clone()),
+    };
+    let policies = Arc::new(PolicyStore::open(&config.policy, Arc::new(reloads))?);
     let managed = match &config.managed_tls {
         Some(m) => {
             let client = client.clone().map_err(ServeError::NoCluster)?;
