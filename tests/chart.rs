@@ -399,3 +399,35 @@ fn shipped_presets_in_the_chart_match_policies() {
         );
     }
 }
+
+#[test]
+fn admin_groups_join_the_presets_trusted_groups() {
+    let dir = TempDir::new("chart-admin-groups");
+    // kubeadm's admin.conf is in kubeadm:cluster-admins, not system:masters, since 1.29.
+    let objects = render(&dir, &["policy.adminGroups={kubeadm:cluster-admins}"]);
+    let config = find(&objects, "ConfigMap", "hubguard-policy");
+    let text = config["data"]["policy.yaml"].as_str().unwrap();
+    let policy: Value = serde_norway::from_str(text).unwrap();
+    assert_eq!(
+        policy["spec"]["trust"]["groups"],
+        serde_json::json!(["system:masters", "kubeadm:cluster-admins"])
+    );
+    // Everything else of the preset is kept, and hubguard accepts the result.
+    assert!(policy["spec"]["trust"]["requesters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "system:serviceaccount:kube-system:deployment-controller"));
+    let file = dir.path("policy.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(crate::support::binary("hubguard"))
+        .args(["policy", "validate"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -61,9 +61,17 @@ pods must never hold pods that hubguard leaves unjudged, nor its service account
 {{- if and (not $namespaces) (eq .Values.scope "releaseNamespace") -}}
 {{- $namespaces = dict "include" (list .Release.Namespace) -}}
 {{- end -}}
-{{- if $namespaces -}}
+{{- if or $namespaces .Values.policy.adminGroups -}}
 {{- $doc := fromYaml $text -}}
+{{- if $namespaces -}}
 {{- $_ := set $doc.spec "namespaces" $namespaces -}}
+{{- end -}}
+{{- if .Values.policy.adminGroups -}}
+{{- $trust := $doc.spec.trust | default dict -}}
+{{- $groups := concat ($trust.groups | default list) .Values.policy.adminGroups | uniq -}}
+{{- $_ := set $trust "groups" $groups -}}
+{{- $_ := set $doc.spec "trust" $trust -}}
+{{- end -}}
 {{ toYaml $doc }}
 {{- else -}}
 {{ $text }}
