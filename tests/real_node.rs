@@ -122,6 +122,29 @@ impl Node {
         );
     }
 
+    /// The documented way back (docs/reliability.md): the release as Helm knows it, taking
+    /// back whatever was changed or deleted by hand.
+    fn restore_release(&self) {
+        let out = self.helm(&[
+            "upgrade",
+            "hubguard",
+            "charts/hubguard",
+            "--namespace",
+            "hubguard",
+            "--reuse-values",
+            // Fields edited by hand belong to kubectl's field manager until taken back.
+            "--force-conflicts",
+            "--wait",
+            "--timeout",
+            "120s",
+        ]);
+        assert!(
+            out.status.success(),
+            "helm upgrade: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !done() {
@@ -977,24 +1000,7 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         );
     }
     // The release's own policy back.
-    let out = node.helm(&[
-        "upgrade",
-        "hubguard",
-        "charts/hubguard",
-        "--namespace",
-        "hubguard",
-        "--reuse-values",
-        // Take back what was changed by hand (kubectl edits own those fields otherwise).
-        "--force-conflicts",
-        "--wait",
-        "--timeout",
-        "120s",
-    ]);
-    assert!(
-        out.status.success(),
-        "helm upgrade: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    node.restore_release();
 
     // The webhook down: tenant namespaces fail closed; kube-system and hubguard's own namespace
     // are outside its path and keep working.
@@ -1054,24 +1060,7 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
 
     // ... and back, one command: the release's configurations and replicas return, and the
     // webhook (which keeps the caBundle current) refuses attacks again.
-    let out = node.helm(&[
-        "upgrade",
-        "hubguard",
-        "charts/hubguard",
-        "--namespace",
-        "hubguard",
-        "--reuse-values",
-        // Take back what was changed by hand (kubectl edits own those fields otherwise).
-        "--force-conflicts",
-        "--wait",
-        "--timeout",
-        "120s",
-    ]);
-    assert!(
-        out.status.success(),
-        "helm upgrade: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    node.restore_release();
     node.wait(
         "hubguard refuses attacks again",
         Duration::from_secs(60),
