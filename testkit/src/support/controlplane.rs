@@ -92,21 +92,7 @@ impl ControlPlane {
 
     /// kubectl with the given kubeconfig.
     pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut command = Command::new(tool("kubectl"));
-        command
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        die_with_parent(&mut command);
-        let mut child = command.spawn().unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        drop(pipe);
-        child.wait_with_output().unwrap()
+        kubectl_with(kubeconfig, args, stdin)
     }
 
     /// kubectl as the cluster admin; panics with kubectl's stderr when it fails.
@@ -177,6 +163,25 @@ impl Drop for ControlPlane {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// kubectl with a kubeconfig, `stdin` fed to it; dies with the test process.
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut command = Command::new(tool("kubectl"));
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut command);
+    let mut child = command.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
 }
 
 /// `helm` without a cluster (lint, template), with its state in `dir`.
