@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::cluster::{Cluster, Options, AGENT_NOT_READY_TAINT, NODE_NAME};
 use crate::support::controlplane::tool;
 use crate::support::images;
-use crate::support::node::require_root;
+use crate::support::node::{assert_outcomes, require_root};
 use crate::support::{binary, root, TempDir};
 
 /// One cluster at a time: each is a whole node (about 1 GiB, both cores while it starts).
@@ -192,16 +192,7 @@ impl Node {
     fn assert_probes(&self, namespace: &str, pod: &str, cases: &[(&str, &str)]) {
         let probes: Vec<&str> = cases.iter().map(|(p, _)| *p).collect();
         let results = self.cluster.probe_from(namespace, pod, &probes);
-        let wrong: Vec<String> = cases
-            .iter()
-            .filter(|(p, want)| results.get(*p).map(String::as_str) != Some(*want))
-            .map(|(p, want)| format!("{p}: want {want}, got {:?}", results.get(*p)))
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "from {namespace}/{pod}:\n{}",
-            wrong.join("\n")
-        );
+        assert_outcomes(cases, &results, &format!("from {namespace}/{pod}"));
     }
 }
 

@@ -180,6 +180,11 @@ pub fn assert_probes_as(
 ) {
     let probes: Vec<&str> = cases.iter().map(|(p, _)| *p).collect();
     let results = probe_as(ns, cgroup, uid, &probes);
+    assert_outcomes(cases, &results, context);
+}
+
+/// Asserts each probe got the outcome it should, reporting every mismatch at once.
+pub fn assert_outcomes(cases: &[(&str, &str)], results: &BTreeMap<String, String>, context: &str) {
     let wrong: Vec<String> = cases
         .iter()
         .filter(|(p, want)| results.get(*p).map(String::as_str) != Some(*want))
