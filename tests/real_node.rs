@@ -178,6 +178,23 @@ impl Node {
         );
     }
 
+    /// The names of the webhook's pods.
+    fn webhook_pods(&self) -> Vec<String> {
+        self.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "hubguard",
+            "-l",
+            "app.kubernetes.io/component=webhook",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+    }
+
     fn node_tainted(&self) -> bool {
         self.kubectl(&[
             "get",
@@ -706,16 +723,7 @@ fn real_controllers_and_webhook_replicas_behind_their_service() {
         Duration::from_secs(60),
         || endpoints() == 2,
     );
-    let victim = node.kubectl(&[
-        "get",
-        "pods",
-        "-n",
-        "hubguard",
-        "-l",
-        "app.kubernetes.io/component=webhook",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
+    let victim = node.webhook_pods()[0].clone();
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut created = 0;
@@ -776,17 +784,7 @@ fn real_controllers_and_webhook_replicas_behind_their_service() {
         Duration::from_secs(60),
         || endpoints() == 2,
     );
-    let replicas = node.kubectl(&[
-        "get",
-        "pods",
-        "-n",
-        "hubguard",
-        "-l",
-        "app.kubernetes.io/component=webhook",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    let replicas: Vec<&str> = replicas.split_whitespace().collect();
+    let replicas = node.webhook_pods();
     assert_eq!(replicas.len(), 2, "{replicas:?}");
     let evict = |pod: &str| {
         let eviction = format!(
@@ -820,13 +818,13 @@ fn real_controllers_and_webhook_replicas_behind_their_service() {
             ]) == "1"
         },
     );
-    let first = evict(replicas[0]);
+    let first = evict(&replicas[0]);
     assert!(
         first.status.success(),
         "evicting one of two replicas: {}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let second = evict(replicas[1]);
+    let second = evict(&replicas[1]);
     assert!(
         !second.status.success(),
         "the PodDisruptionBudget let the last replica go"
@@ -963,17 +961,7 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         refused_by_hubguard(),
         "the last good policy no longer refuses the attack"
     );
-    let replicas = node.kubectl(&[
-        "get",
-        "pods",
-        "-n",
-        "hubguard",
-        "-l",
-        "app.kubernetes.io/component=webhook",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    for replica in replicas.split_whitespace() {
+    for replica in node.webhook_pods() {
         node.wait(
             &format!("{replica} counts the refusal"),
             Duration::from_secs(60),
@@ -1005,20 +993,7 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
     node.wait(
         "the webhook's pods are gone",
         Duration::from_secs(60),
-        || {
-            node.kubectl(&[
-                "get",
-                "pods",
-                "-n",
-                "hubguard",
-                "-l",
-                "app.kubernetes.io/component=webhook",
-                "-o",
-                "name",
-            ])
-            .trim()
-            .is_empty()
-        },
+        || node.webhook_pods().is_empty(),
     );
     let out = alice_creates("during-outage");
     assert!(

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use super::controlplane::{kubectl_with, tool, tools_bin};
 use super::images;
-use super::node::Netns;
+use super::node::{outcomes, Netns};
 
 pub const NODE_NAME: &str = "hubguard-node";
 pub const NODE_IP: &str = "10.250.0.1";
@@ -858,11 +858,7 @@ syncFrequency: 10s
             "probing from {namespace}/{pod} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(p, r)| (p.to_string(), r.to_string()))
-            .collect()
+        outcomes(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// Resident memory of the whole cluster: every process in the node's network namespace

@@ -158,7 +158,12 @@ pub fn probe_as(
         "probe failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    outcomes(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// hubguard-netprobe's report, "PROBE OUTCOME" per line, as probe → outcome.
+pub fn outcomes(report: &str) -> BTreeMap<String, String> {
+    report
         .lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(p, r)| (p.to_string(), r.to_string()))
