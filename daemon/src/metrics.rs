@@ -12,7 +12,7 @@ use prometheus::{
 
 /// The labels a hubguard metric may carry. Each has few values: an admission operation, a kind,
 /// a decision, a mode, a policy and its generation, a rule, a namespace (one per hub), a pod
-/// class, a denial reason.
+/// class, a denial reason, a kernel map's name.
 pub const LABELS: &[&str] = &[
     "operation",
     "kind",
@@ -24,6 +24,7 @@ pub const LABELS: &[&str] = &[
     "namespace",
     "pod_class",
     "reason",
+    "map",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -337,6 +337,12 @@ fn sync(
                 release();
             }
         }
+        for (map, entries) in report.entries.by_map() {
+            metrics
+                .map_entries
+                .with_label_values(&[map])
+                .set(entries as i64);
+        }
         state.applied = complete.then(|| (plan.desired.clone(), Instant::now()));
     }
     for class in ClassId::ALL {

@@ -22,6 +22,7 @@ pub struct AgentMetrics {
     pub unrecorded_pods: IntGauge,
     pub unresolved_destinations: IntGauge,
     pub dry_run: IntGauge,
+    pub map_entries: IntGaugeVec,
 }
 
 /// The definitions are fixed and covered by this crate's tests: a rule they broke would fail
@@ -96,6 +97,13 @@ impl AgentMetrics {
                 "hubguard_node_agent_dry_run",
                 "1 when the agent only counts and logs what it would deny.",
             ),
+            map_entries: recorder
+                .gauge_vec(
+                    "hubguard_node_agent_map_entries",
+                    "Entries in each kernel map that grows with pods and policy, after the last sync: flat while pods come and go.",
+                    &["map"],
+                )
+                .expect(DEFINED),
             recorder,
         }
     }

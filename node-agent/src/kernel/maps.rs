@@ -40,6 +40,7 @@ impl Kernel {
             report.removed += 1;
             cgroups_changed = true;
         }
+        report.entries.cgroup_classes = entries_after(&current, &desired.cgroups, prune);
 
         // After the cgroup map changed, never before: a program that reads the new generation
         // then walks the new map.
@@ -127,8 +128,11 @@ impl Kernel {
                 .map_err(map_error("tenant_peers"))?;
             report.removed += 1;
         }
-        sync_trie(&mut self.v4_rules, &v4, "v4_rules", prune, &mut report)?;
-        sync_trie(&mut self.v6_rules, &v6, "v6_rules", prune, &mut report)?;
+        report.entries.tenant_peers = entries_after(&current_peers, &peers, prune);
+        report.entries.v4_rules =
+            sync_trie(&mut self.v4_rules, &v4, "v4_rules", prune, &mut report)?;
+        report.entries.v6_rules =
+            sync_trie(&mut self.v6_rules, &v6, "v6_rules", prune, &mut report)?;
         Ok(report)
     }
 }
@@ -194,7 +198,7 @@ fn sync_trie<const N: usize>(
     name: &'static str,
     prune: bool,
     report: &mut SyncReport,
-) -> Result<(), KernelError>
+) -> Result<usize, KernelError>
 where
     [u8; N]: aya::Pod,
 {
@@ -215,5 +219,20 @@ where
             .map_err(map_error(name))?;
         report.removed += 1;
     }
-    Ok(())
+    Ok(entries_after(&current, desired, prune))
+}
+
+/// How many entries a map holds after a sync from `current` towards `desired`: the desired
+/// ones, plus the others when nothing was pruned.
+fn entries_after<K: std::hash::Hash + Eq, A, B>(
+    current: &HashMap<K, A>,
+    desired: &HashMap<K, B>,
+    prune: bool,
+) -> usize {
+    let kept = if prune {
+        0
+    } else {
+        current.keys().filter(|k| !desired.contains_key(*k)).count()
+    };
+    desired.len() + kept
 }

@@ -109,6 +109,29 @@ pub struct Desired {
 pub struct SyncReport {
     pub written: usize,
     pub removed: usize,
+    /// Entries in each map after the sync.
+    pub entries: MapEntries,
+}
+
+/// Entry counts of the maps that grow with pods and policy: what an SRE watches for leaks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MapEntries {
+    pub cgroup_classes: usize,
+    pub tenant_peers: usize,
+    pub v4_rules: usize,
+    pub v6_rules: usize,
+}
+
+impl MapEntries {
+    /// (map name, entries), names as in the kernel object.
+    pub fn by_map(&self) -> [(&'static str, usize); 4] {
+        [
+            ("cgroup_classes", self.cgroup_classes),
+            ("tenant_peers", self.tenant_peers),
+            ("v4_rules", self.v4_rules),
+            ("v6_rules", self.v6_rules),
+        ]
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
