@@ -180,19 +180,48 @@ impl Node {
 
     /// The names of the webhook's pods.
     fn webhook_pods(&self) -> Vec<String> {
+        self.component_pods("webhook")
+    }
+
+    /// The names of hubguard's pods of one component (`webhook`, `node-agent`).
+    fn component_pods(&self, component: &str) -> Vec<String> {
         self.kubectl(&[
             "get",
             "pods",
             "-n",
             "hubguard",
             "-l",
-            "app.kubernetes.io/component=webhook",
+            &format!("app.kubernetes.io/component={component}"),
             "-o",
             "jsonpath={.items[*].metadata.name}",
         ])
         .split_whitespace()
         .map(str::to_string)
         .collect()
+    }
+
+    /// A counter of one webhook replica (0 when absent).
+    fn replica_counter(&self, replica: &str, name: &str) -> f64 {
+        self.pod_metric(replica, 9090, name)
+    }
+
+    /// A sample of a hubguard pod's metric, read through the API server's pod proxy; `series`
+    /// is the name with its labels as exposed (0 when absent).
+    fn pod_metric(&self, pod: &str, port: u16, series: &str) -> f64 {
+        self.kubectl(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/hubguard/pods/{pod}:{port}/proxy/metrics"),
+        ])
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
     }
 
     fn node_tainted(&self) -> bool {
@@ -243,6 +272,22 @@ fn probe_pod(
     resources: &str,
     extra_spec: &str,
 ) -> String {
+    // The first thing the pod does is try the metadata endpoint: its log shows whether there
+    // was a window at start.
+    let command =
+        format!("/bin/hubguard-netprobe probe --netns pod {METADATA}; exec /bin/sleep 3600");
+    probe_pod_running(namespace, name, labels, resources, extra_spec, &command)
+}
+
+/// A pod of the probe image running `command` (a shell line).
+fn probe_pod_running(
+    namespace: &str,
+    name: &str,
+    labels: &str,
+    resources: &str,
+    extra_spec: &str,
+    command: &str,
+) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -258,9 +303,7 @@ spec:
     - name: main
       image: {image}
       imagePullPolicy: Never
-      # The first thing the pod does is try the metadata endpoint: its log shows whether there
-      # was a window at start.
-      command: [/bin/sh, -c, "/bin/hubguard-netprobe probe --netns pod {METADATA}; exec /bin/sleep 3600"]
+      command: [/bin/sh, -c, "{command}"]
       resources: {resources}
 "#,
         image = images::NOTEBOOK
@@ -965,17 +1008,7 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         node.wait(
             &format!("{replica} counts the refusal"),
             Duration::from_secs(60),
-            || {
-                node.kubectl(&[
-                    "get",
-                    "--raw",
-                    &format!("/api/v1/namespaces/hubguard/pods/{replica}:9090/proxy/metrics"),
-                ])
-                .lines()
-                .any(|l| {
-                    l.starts_with("hubguard_policy_reload_errors_total ") && !l.ends_with(" 0")
-                })
-            },
+            || node.replica_counter(&replica, "hubguard_policy_reload_errors_total") > 0.0,
         );
     }
     // The release's own policy back.
@@ -1037,5 +1070,515 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
         out.status.success(),
         "after switching back on: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The webhook's serving certificate rotated while tenants create pods, then the API server
+/// restarted under the webhook and the agent, then restarted again with the webhook down.
+#[test]
+fn certificate_rotation_and_api_server_restarts_leave_no_gap() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut node = Node::up(false);
+    node.apply(&tenants_fixture());
+    node.install_hubguard("install", &[]);
+    let alice = node.cluster.kubeconfig_for("tess-private", "user-alice");
+    let user_pod = |name: &str| {
+        probe_pod(
+            "tess-private",
+            name,
+            "hub.jupyter.org/username: alice",
+            "{limits: {cpu: 50m, memory: 32Mi}}",
+            "",
+        )
+    };
+    let attack =
+        std::fs::read_to_string(root().join("tests/corpus/attack/privileged-pod.yaml")).unwrap();
+    // One allowed and one denied create (server-side dry run: judged, not stored); what went
+    // wrong, if anything.
+    let judged_pair = |node: &Node, i: usize| -> Vec<String> {
+        let mut wrong = Vec::new();
+        let out = node.cluster.kubectl_as(
+            &alice,
+            &["create", "--dry-run=server", "-f", "-"],
+            Some(&user_pod(&format!("judged-{i}"))),
+        );
+        if !out.status.success() {
+            wrong.push(format!(
+                "allowed pod refused: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let out = node.cluster.kubectl_as(
+            &alice,
+            &["create", "--dry-run=server", "-f", "-"],
+            Some(&attack),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            wrong.push("attack admitted".to_string());
+        } else if !stderr.contains("denied the request: hubguard policy tess-private") {
+            wrong.push(format!("attack refused, but not by hubguard: {stderr}"));
+        }
+        wrong
+    };
+
+    // A pod of alice's that tries the metadata endpoint every 20 ms for as long as it runs,
+    // logging a tally every 250 tries: an "ok" line is a gap in enforcement.
+    node.apply(&probe_pod_running(
+        "tess-private",
+        "metadata-watch",
+        "hub.jupyter.org/username: alice",
+        "{limits: {cpu: 100m, memory: 32Mi}}",
+        "",
+        &format!(
+            "while true; do /bin/hubguard-netprobe repeat --netns pod --count 250 {METADATA}; done"
+        ),
+    ));
+    node.wait_running("tess-private", "metadata-watch");
+
+    // The serving certificate rotated under load: the Secret says it expires within the
+    // renewal margin, a replica renews it at its next check and every replica takes the new
+    // one into use. The API server trusts the same CA throughout: no request may fail.
+    let reloads_before: Vec<(String, f64)> = node
+        .webhook_pods()
+        .into_iter()
+        .map(|r| {
+            let n = node.replica_counter(&r, "hubguard_tls_reloads_total");
+            (r, n)
+        })
+        .collect();
+    assert_eq!(
+        reloads_before.len(),
+        2,
+        "the chart runs two webhook replicas"
+    );
+    let serving_cert = || {
+        node.kubectl(&[
+            "get",
+            "secret",
+            "hubguard-webhook-tls",
+            "-n",
+            "hubguard",
+            "-o",
+            "jsonpath={.data.tls\\.crt}",
+        ])
+    };
+    let cert_before = serving_cert();
+    let reloads_of = |node: &Node| -> Vec<f64> {
+        reloads_before
+            .iter()
+            .map(|(r, _)| node.replica_counter(r, "hubguard_tls_reloads_total"))
+            .collect()
+    };
+    let wait_all_reloaded = |node: &Node, before: &[f64], what: &str| {
+        for ((replica, _), before) in reloads_before.iter().zip(before) {
+            node.wait(
+                &format!("{replica} serves {what}"),
+                Duration::from_secs(90),
+                || node.replica_counter(replica, "hubguard_tls_reloads_total") > *before,
+            );
+        }
+    };
+    let mut rotation = Duration::ZERO;
+    let (pairs, wrong) = judged_while(&node, &judged_pair, || {
+        let before = reloads_of(&node);
+        let started = Instant::now();
+        let soon = Command::new("date")
+            .args(["-u", "-d", "+30 days", "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap();
+        let soon = String::from_utf8_lossy(&soon.stdout).trim().to_string();
+        node.kubectl(&[
+            "annotate",
+            "secret",
+            "hubguard-webhook-tls",
+            "-n",
+            "hubguard",
+            "--overwrite",
+            &format!("hubguard.dev/serving-not-after={soon}"),
+        ]);
+        wait_all_reloaded(&node, &before, "the renewed certificate");
+        rotation = started.elapsed();
+    });
+    assert_ne!(
+        serving_cert(),
+        cert_before,
+        "the serving certificate was not renewed"
+    );
+    assert!(
+        wrong.is_empty(),
+        "requests went wrong during the rotation:\n{}",
+        wrong.join("\n")
+    );
+    assert!(
+        pairs >= 10,
+        "only {pairs} allowed/denied pairs during the rotation"
+    );
+    eprintln!(
+        "serving certificate rotation: both replicas on the new certificate {rotation:.1?} after the trigger; {} judged creates, none wrong",
+        pairs * 2
+    );
+
+    // The CA replaced under load, as an operator does it: the Secret deleted. The new CA is
+    // trusted beside the old one before any replica serves it; the old one leaves the bundles
+    // once both replicas have switched.
+    let cas_in_bundle = |node: &Node| {
+        let bundle = node.kubectl(&[
+            "get",
+            "validatingwebhookconfiguration",
+            "-l",
+            "app.kubernetes.io/instance=hubguard",
+            "-o",
+            "jsonpath={.items[0].webhooks[0].clientConfig.caBundle}",
+        ]);
+        let pem = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, bundle.trim())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&pem)
+            .matches("BEGIN CERTIFICATE")
+            .count()
+    };
+    let (mut two_cas_seen, mut ca_rotation) = (false, Duration::ZERO);
+    let (pairs, wrong) = judged_while(&node, &judged_pair, || {
+        let before = reloads_of(&node);
+        let started = Instant::now();
+        node.kubectl(&["delete", "secret", "hubguard-webhook-tls", "-n", "hubguard"]);
+        wait_all_reloaded(&node, &before, "a certificate of the new CA");
+        node.wait(
+            "the old CA leaves the bundle",
+            Duration::from_secs(120),
+            || {
+                let cas = cas_in_bundle(&node);
+                two_cas_seen |= cas == 2;
+                cas == 1
+            },
+        );
+        ca_rotation = started.elapsed();
+    });
+    assert!(
+        wrong.is_empty(),
+        "requests went wrong during the CA rotation:\n{}",
+        wrong.join("\n")
+    );
+    assert!(
+        two_cas_seen,
+        "the bundle never held the old and the new CA together"
+    );
+    eprintln!(
+        "CA rotation: new CA trusted, served by both replicas and the old one pruned {ca_rotation:.1?} after the Secret's deletion; {} judged creates, none wrong",
+        pairs * 2
+    );
+
+    // The API server restarted under the webhook and the agent: both recover, and the kernel
+    // keeps refusing the metadata endpoint while the API is away.
+    let away = node
+        .cluster
+        .restart_control_plane()
+        .unwrap_or_else(|e| panic!("the API server did not come back: {e}"));
+    let back = Instant::now();
+    // Until it judges again, the API server must refuse, never admit: no attack gets through
+    // a freshly started API server.
+    let mut meanwhile = Vec::new();
+    node.wait("the webhook judges again", Duration::from_secs(60), || {
+        let wrong = judged_pair(&node, 1000);
+        let done = wrong.is_empty();
+        meanwhile.extend(wrong);
+        done
+    });
+    let webhook_back = back.elapsed();
+    let admitted: Vec<&String> = meanwhile
+        .iter()
+        .filter(|w| w.starts_with("attack admitted"))
+        .collect();
+    assert!(
+        admitted.is_empty(),
+        "an attack was admitted while the API server came back: {admitted:?}"
+    );
+    if let Some(first) = meanwhile.first() {
+        eprintln!(
+            "until the webhook judged again ({} answers): {first}",
+            meanwhile.len()
+        );
+    }
+    // A pod created after the restart: the agent learned of it (its class's egress applies).
+    let out = node.cluster.kubectl_as(
+        &alice,
+        &["create", "-f", "-"],
+        Some(&user_pod("after-restart")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.wait_running("tess-private", "after-restart");
+    node.assert_first_probe("tess-private", "after-restart", "EPERM");
+    node.assert_probes(
+        "tess-private",
+        "after-restart",
+        &[
+            (METADATA, "EPERM"),
+            (PUBLIC_HTTPS, "ok"),
+            (PUBLIC_SSH, "EPERM"),
+        ],
+    );
+    let tallies = node.kubectl(&["logs", "-n", "tess-private", "metadata-watch"]);
+    assert!(
+        !tallies.lines().any(|l| l.starts_with("ok ")),
+        "the metadata endpoint answered during the rotation or the restart:\n{tallies}"
+    );
+    let attempts: u32 = tallies
+        .lines()
+        .filter_map(|l| l.strip_prefix("EPERM ")?.trim().parse::<u32>().ok())
+        .sum();
+    eprintln!(
+        "API server restart: away {away:.1?}, webhook judging {webhook_back:.1?} after it was back; {attempts} metadata attempts since the pod started, 0 connects"
+    );
+
+    // The API server restarted again with every webhook replica down: it comes up and serves
+    // the cluster's own pods, while tenants' creates still fail closed.
+    node.kubectl(&[
+        "scale",
+        "deployment/hubguard-webhook",
+        "-n",
+        "hubguard",
+        "--replicas=0",
+    ]);
+    node.wait(
+        "the webhook's pods are gone",
+        Duration::from_secs(60),
+        || node.webhook_pods().is_empty(),
+    );
+    let away = node
+        .cluster
+        .restart_control_plane()
+        .unwrap_or_else(|e| panic!("the API server did not come back with the webhook down: {e}"));
+    for namespace in ["kube-system", "hubguard"] {
+        node.cluster.kubectl_stdin(
+            &["create", "-f", "-"],
+            Some(&plain_pod(namespace, "after-restart")),
+        );
+        node.wait_running(namespace, "after-restart");
+    }
+    let out = node.cluster.kubectl_as(
+        &alice,
+        &["create", "-f", "-"],
+        Some(&user_pod("webhook-down")),
+    );
+    assert!(
+        !out.status.success(),
+        "a tenant's pod was created with the webhook down"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failed calling webhook"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("API server restart with the webhook down: away {away:.1?}; system pods run, tenants fail closed");
+}
+
+/// Runs `action` while a stream of alice's allowed and denied creates goes on (and 3 s after
+/// it, so connections opened afterwards count too); the pairs judged and what went wrong.
+fn judged_while(
+    node: &Node,
+    judged_pair: &(dyn Fn(&Node, usize) -> Vec<String> + Sync),
+    action: impl FnOnce(),
+) -> (usize, Vec<String>) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stream = scope.spawn(|| {
+            let (mut pairs, mut wrong) = (0, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(240);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                wrong.extend(judged_pair(node, pairs));
+                pairs += 1;
+            }
+            (pairs, wrong)
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let acted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));
+        if acted.is_ok() {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let streamed = stream.join().unwrap();
+        if let Err(panic) = acted {
+            std::panic::resume_unwind(panic);
+        }
+        streamed
+    })
+}
+
+/// How long the agent's soak runs: `HUBGUARD_SOAK_SECONDS` (scripts/soak-node-agent sets 600
+/// for the figure in docs/reliability.md), 45 s in `scripts/test`.
+fn soak_seconds() -> u64 {
+    std::env::var("HUBGUARD_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(45)
+}
+
+const MAPS: [&str; 4] = ["cgroup_classes", "tenant_peers", "v4_rules", "v6_rules"];
+
+/// Pods come and go (two tenants' pods, created, run, deleted, over and over): the agent's
+/// maps follow them and return to where they started, its memory stays flat, and every pod
+/// is refused the metadata endpoint from its first moment.
+#[test]
+fn the_agent_stays_flat_while_pods_come_and_go() {
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut node = Node::up(false);
+    node.apply(&tenants_fixture());
+    node.install_hubguard("install", &[]);
+    let agent = node
+        .component_pods("node-agent")
+        .pop()
+        .expect("the agent's pod");
+    let entries = |node: &Node| -> Vec<u64> {
+        MAPS.iter()
+            .map(|map| {
+                node.pod_metric(
+                    &agent,
+                    9091,
+                    &format!("hubguard_node_agent_map_entries{{map=\"{map}\"}}"),
+                ) as u64
+            })
+            .collect()
+    };
+    let agent_rss_mib = |node: &Node| {
+        node.cluster
+            .pod_process_rss_bytes(&["hubguard", "node-agent"]) as f64
+            / 1048576.0
+    };
+    let settled = |node: &Node| {
+        let first = entries(node);
+        std::thread::sleep(Duration::from_secs(3));
+        first == entries(node)
+    };
+    node.wait("the agent's maps settle", Duration::from_secs(60), || {
+        settled(&node)
+    });
+    let baseline = entries(&node);
+    let tenants = [
+        (
+            "alice",
+            node.cluster.kubeconfig_for("tess-private", "user-alice"),
+        ),
+        (
+            "bob",
+            node.cluster.kubeconfig_for("tess-private", "user-bob"),
+        ),
+    ];
+    let per_tenant = 3;
+    let deadline = Instant::now() + Duration::from_secs(soak_seconds());
+    let started = Instant::now();
+    let mut samples: Vec<(f64, usize, Vec<u64>, f64)> = Vec::new();
+    let mut created = 0;
+    let mut cycle = 0;
+    while cycle < 2 || Instant::now() < deadline {
+        let mut names = Vec::new();
+        for (tenant, kubeconfig) in &tenants {
+            for i in 0..per_tenant {
+                let name = format!("churn-{cycle}-{tenant}-{i}");
+                let out = node.cluster.kubectl_as(
+                    kubeconfig,
+                    &["create", "-f", "-"],
+                    Some(&probe_pod(
+                        "tess-private",
+                        &name,
+                        &format!("hub.jupyter.org/username: {tenant}"),
+                        "{limits: {cpu: 10m, memory: 16Mi}}",
+                        "",
+                    )),
+                );
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                names.push(name);
+                created += 1;
+            }
+        }
+        for name in &names {
+            node.wait_running("tess-private", name);
+        }
+        // Every pod's first moment, not a sample: the probe is its command.
+        for name in &names {
+            node.wait("the pod's first probe", Duration::from_secs(30), || {
+                !node
+                    .kubectl(&["logs", "-n", "tess-private", name])
+                    .trim()
+                    .is_empty()
+            });
+            node.assert_first_probe("tess-private", name, "EPERM");
+        }
+        let mut delete = vec!["delete", "pod", "-n", "tess-private", "--wait=false"];
+        delete.extend(names.iter().map(String::as_str));
+        node.kubectl(&delete);
+        samples.push((
+            started.elapsed().as_secs_f64(),
+            created,
+            entries(&node),
+            agent_rss_mib(&node),
+        ));
+        cycle += 1;
+    }
+    node.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        "tess-private",
+        "--all",
+        "--wait=true",
+        "--timeout=90s",
+    ]);
+    node.wait(
+        "the agent's maps return to where they started (no stale entries)",
+        Duration::from_secs(60),
+        || entries(&node) == baseline,
+    );
+    let end_rss = agent_rss_mib(&node);
+
+    eprintln!(
+        "agent soak: {created} pods in {cycle} cycles over {:.0} s; maps {MAPS:?}",
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "{:>8}{:>8}{:>28}{:>10}",
+        "t (s)", "pods", "entries", "RSS MiB"
+    );
+    eprintln!(
+        "{:>8}{:>8}{:>28}{:>10}",
+        "0",
+        "0",
+        format!("{baseline:?}"),
+        ""
+    );
+    for (t, pods, entries, rss) in &samples {
+        eprintln!("{t:>8.0}{pods:>8}{:>28}{rss:>10.1}", format!("{entries:?}"));
+    }
+    eprintln!(
+        "{:>8}{:>8}{:>28}{end_rss:>10.1}",
+        "end",
+        created,
+        format!("{baseline:?}")
+    );
+    // Memory: flat within 10% of the first cycle's (the allocator and caches warm up in it).
+    let first = samples[0].3;
+    for (t, _, _, rss) in samples
+        .iter()
+        .skip(1)
+        .chain([&(0.0, 0, Vec::new(), end_rss)])
+    {
+        assert!(
+            (rss / first - 1.0).abs() <= 0.10,
+            "the agent's RSS moved from {first:.1} MiB to {rss:.1} MiB (at {t:.0} s)"
+        );
+    }
+    // Maps: each cycle's sample is the same as the first's (the cycle's pods being deleted).
+    let peak = samples.iter().map(|s| s.2[0]).max().unwrap_or(0);
+    assert!(
+        peak <= baseline[0] + (tenants.len() * per_tenant) as u64 * 2,
+        "cgroup entries climbed to {peak} (baseline {})",
+        baseline[0]
     );
 }

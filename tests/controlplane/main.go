@@ -12,6 +12,8 @@
 // answers; with --node NAME also the credentials of a node's components (NAME.kubeconfig for
 // its kubelet, scheduler.kubeconfig, controller-manager.kubeconfig, sa.key, ca.key). It stops
 // on SIGTERM or SIGINT. Without a node pods are stored, never run, which is all admission needs.
+// Started again on a DIR it has served before, it keeps the certificates, credentials and etcd
+// data it finds there: an API server restart, which the components ride through.
 package main
 
 import (
@@ -109,8 +111,16 @@ func serve(args []string) error {
 	if apiPort == 0 {
 		apiPort = freePort()
 	}
-	pki, err := writePKI(*dir, *address)
-	if err != nil {
+	// A restart: the same CA, credentials and etcd data, so everything that knew the cluster
+	// before keeps working.
+	_, statErr := os.Stat(filepath.Join(*dir, "admin.kubeconfig"))
+	restart := statErr == nil
+	_ = os.Remove(filepath.Join(*dir, "ready"))
+	var pki pkiFiles
+	var err error
+	if restart {
+		pki = pkiPaths(*dir)
+	} else if pki, err = writePKI(*dir, *address); err != nil {
 		return fmt.Errorf("writing certificates: %w", err)
 	}
 	etcd, etcdURL, err := startEtcd(filepath.Join(*dir, "etcd"))
@@ -120,10 +130,15 @@ func serve(args []string) error {
 	defer etcd.Close()
 
 	server := fmt.Sprintf("https://%s", net.JoinHostPort(*address, fmt.Sprint(apiPort)))
-	if err := writeKubeconfig(filepath.Join(*dir, "admin.kubeconfig"), server, pki.caCert, pki.adminCert, pki.adminKey); err != nil {
+	if restart && *port == 0 {
+		return fmt.Errorf("restarting on %s needs the --port it served on before", *dir)
+	}
+	if restart {
+		// Credentials are kept as they are.
+	} else if err := writeKubeconfig(filepath.Join(*dir, "admin.kubeconfig"), server, pki.caCert, pki.adminCert, pki.adminKey); err != nil {
 		return err
 	}
-	if *node != "" {
+	if *node != "" && !restart {
 		if err := writeComponentCredentials(*dir, server, *node, pki); err != nil {
 			return fmt.Errorf("writing the node's credentials: %w", err)
 		}
@@ -210,8 +225,8 @@ type pkiFiles struct {
 	issue func(cn string, orgs []string, certPath, keyPath string) error
 }
 
-func writePKI(dir, address string) (pkiFiles, error) {
-	p := pkiFiles{
+func pkiPaths(dir string) pkiFiles {
+	return pkiFiles{
 		caCert:            filepath.Join(dir, "ca.crt"),
 		caKey:             filepath.Join(dir, "ca.key"),
 		kubeletClientCert: filepath.Join(dir, "apiserver-kubelet-client.crt"),
@@ -222,6 +237,10 @@ func writePKI(dir, address string) (pkiFiles, error) {
 		adminKey:          filepath.Join(dir, "admin.key"),
 		saKey:             filepath.Join(dir, "sa.key"),
 	}
+}
+
+func writePKI(dir, address string) (pkiFiles, error) {
+	p := pkiPaths(dir)
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),

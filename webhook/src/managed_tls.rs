@@ -1,11 +1,18 @@
 //! Self-managed TLS, for clusters without cert-manager: hubguard keeps a CA and a serving
 //! certificate in one Secret, renews the serving certificate well before it expires, writes
 //! it where the TLS listener reloads it from, and keeps its webhook configurations' caBundle
-//! equal to the CA. Every replica runs this; creates and updates are guarded by the API
+//! trusting the CA. Every replica runs this; creates and updates are guarded by the API
 //! server (AlreadyExists, resourceVersion conflicts), so replicas converge on one Secret.
+//!
+//! A new CA (the Secret deleted to rotate it, or the CA near its end) is trusted before it is
+//! used: the caBundles get the new CA beside the old one, replicas serve a certificate of the
+//! new CA only once every bundle trusts it (at their next check), and the old CA leaves the
+//! bundles a few checks later, when every replica has switched. No request fails on the way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -31,6 +38,12 @@ const SERVING_LIFETIME: Duration = Duration::days(365);
 const RENEW_BEFORE: Duration = Duration::days(90);
 
 const NOT_AFTER: &str = "hubguard.dev/serving-not-after";
+const CA_NOT_AFTER: &str = "hubguard.dev/ca-not-after";
+/// Old CAs kept in a bundle beside the current one, at most: a rotation during a rotation.
+const OLD_CAS_KEPT: usize = 2;
+/// Checks after which an old CA leaves the bundles, counted from when this replica first saw
+/// the new CA in all of them: every replica has had more than one check to switch by then.
+const CHECKS_BEFORE_PRUNING: u32 = 4;
 const NAMES: &str = "hubguard.dev/serving-names";
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +85,22 @@ pub struct ManagedTls {
     pub configurations: Vec<String>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
+    /// How often `ensure` runs: old CAs are pruned a few of these after a rotation.
+    pub check_interval: std::time::Duration,
+    pub rotation: Rotation,
+}
+
+/// What this replica has seen of a CA rotation.
+#[derive(Debug, Default)]
+pub struct Rotation {
+    /// The CA (PEM) every bundle trusted at a check, and since when this replica knows it.
+    trusted_everywhere: Mutex<Option<(Vec<u8>, Instant)>>,
+    /// The CA of the certificate this replica wrote for its listener.
+    served_ca: Mutex<Option<Vec<u8>>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ManagedTls {
@@ -90,10 +119,22 @@ impl ManagedTls {
         }
         let secret = secret.ok_or(ManagedTlsError::Contention)?;
         let secret = self.owned_by_configuration(secret).await?;
-        let data = secret.data.unwrap_or_default();
+        let data = secret.data.clone().unwrap_or_default();
         let get = |key: &str| data.get(key).map(|b| b.0.clone()).unwrap_or_default();
-        write_if_changed(&self.cert_path, &get("tls.crt"))?;
-        write_if_changed(&self.key_path, &get("tls.key"))?;
+        let ca_pem = get("ca.crt");
+        let trusted_since_an_earlier_check = self.trust_ca(&ca_pem).await?;
+        // A certificate of a CA the API server does not trust yet would fail every call. A new
+        // CA's is served once this replica has seen every bundle trust it at two checks, so
+        // the API server has had a whole check interval to take the bundles in. A renewed
+        // certificate of the same CA, or a first one, is served at once.
+        let same_ca = locked(&self.rotation.served_ca).as_deref() == Some(ca_pem.as_slice());
+        if same_ca || trusted_since_an_earlier_check || !self.cert_path.exists() {
+            write_if_changed(&self.cert_path, &get("tls.crt"))?;
+            write_if_changed(&self.key_path, &get("tls.key"))?;
+            *locked(&self.rotation.served_ca) = Some(ca_pem.clone());
+        } else {
+            tracing::info!(secret = %self.secret, "a new CA: trusted beside the old one first, its certificate served at a later check");
+        }
         if let Some(not_after) = secret
             .metadata
             .annotations
@@ -105,7 +146,28 @@ impl ManagedTls {
                 .certificate_expiry
                 .set(not_after.unix_timestamp() as f64);
         }
-        self.update_ca_bundles(&get("ca.crt")).await
+        Ok(())
+    }
+
+    /// Makes every caBundle trust `ca_pem`, keeping the old CAs until every replica serves a
+    /// certificate of the new one. Returns whether this replica saw every bundle trust it at
+    /// an earlier check already, and still does.
+    async fn trust_ca(&self, ca_pem: &[u8]) -> Result<bool, ManagedTlsError> {
+        let earlier = locked(&self.rotation.trusted_everywhere)
+            .take()
+            .filter(|(ca, _)| ca == ca_pem);
+        let prune = earlier.as_ref().is_some_and(|(_, since)| {
+            since.elapsed() >= self.check_interval * CHECKS_BEFORE_PRUNING
+        });
+        // Whether every bundle trusted it when read, before this check's patch.
+        let trusted_now = self.update_ca_bundles(ca_pem, prune).await?;
+        let (state, seen_at_an_earlier_check) = match (trusted_now, earlier) {
+            (false, _) => (None, false),
+            (true, Some(earlier)) => (Some(earlier), true),
+            (true, None) => (Some((ca_pem.to_vec(), Instant::now())), false),
+        };
+        *locked(&self.rotation.trusted_everywhere) = state;
+        Ok(seen_at_an_earlier_check)
     }
 
     async fn ensure_secret(&self) -> Result<Secret, ManagedTlsError> {
@@ -133,7 +195,12 @@ impl ManagedTls {
             return Ok(secret);
         }
         let data = secret.data.clone().unwrap_or_default();
-        let authority = load_authority(&self.secret, &data)?;
+        let empty = BTreeMap::new();
+        let authority = if ca_expiring(secret.metadata.annotations.as_ref().unwrap_or(&empty)) {
+            new_authority()?
+        } else {
+            load_authority(&self.secret, &data)?
+        };
         let renewed = self.secret_with(secret.metadata.clone(), &authority)?;
         secret.data = renewed.data;
         secret.metadata.annotations = renewed.metadata.annotations;
@@ -215,10 +282,12 @@ impl ManagedTls {
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
             .is_none_or(|not_after| not_after - OffsetDateTime::now_utc() < RENEW_BEFORE);
         let names_changed = annotations.get(NAMES) != Some(&self.names.join(","));
+        // A CA near its end is replaced (and trusted before it is used, see `trust_ca`).
+        let ca_expiring = ca_expiring(annotations);
         let incomplete = ["ca.crt", "ca.key", "tls.crt", "tls.key"]
             .iter()
             .any(|k| !secret.data.as_ref().is_some_and(|d| d.contains_key(*k)));
-        expiring || names_changed || incomplete
+        expiring || names_changed || incomplete || ca_expiring
     }
 
     fn secret_with(
@@ -249,6 +318,12 @@ impl ManagedTls {
             not_after.format(&Rfc3339).unwrap_or_default(),
         );
         annotations.insert(NAMES.into(), self.names.join(","));
+        if let Some(ca_not_after) = authority.not_after {
+            annotations.insert(
+                CA_NOT_AFTER.into(),
+                ca_not_after.format(&Rfc3339).unwrap_or_default(),
+            );
+        }
         metadata
             .labels
             .get_or_insert_with(BTreeMap::new)
@@ -267,15 +342,17 @@ impl ManagedTls {
         })
     }
 
-    async fn update_ca_bundles(&self, ca_pem: &[u8]) -> Result<(), ManagedTlsError> {
-        let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    /// Adds `ca_pem` to every webhook's caBundle (dropping the old CAs when `prune`). Returns
+    /// whether every bundle already trusted it.
+    async fn update_ca_bundles(&self, ca_pem: &[u8], prune: bool) -> Result<bool, ManagedTlsError> {
+        let mut trusted_before = true;
         for name in &self.configurations {
             let config_err = |error| ManagedTlsError::Configuration {
                 name: name.clone(),
                 error,
             };
             let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-            keep_bundles_current(&mutating, name, ca_pem, &bundle, |c| {
+            trusted_before &= keep_bundles_current(&mutating, name, ca_pem, prune, |c| {
                 c.webhooks
                     .into_iter()
                     .flatten()
@@ -285,7 +362,7 @@ impl ManagedTls {
             .await
             .map_err(config_err)?;
             let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-            keep_bundles_current(&validating, name, ca_pem, &bundle, |c| {
+            trusted_before &= keep_bundles_current(&validating, name, ca_pem, prune, |c| {
                 c.webhooks
                     .into_iter()
                     .flatten()
@@ -295,34 +372,85 @@ impl ManagedTls {
             .await
             .map_err(config_err)?;
         }
-        Ok(())
+        Ok(trusted_before)
     }
 }
 
-/// Reads configuration `name` (if it exists) and sets the caBundles that differ.
+/// Reads configuration `name` (if it exists) and sets the caBundles that differ. Returns
+/// whether every webhook of it trusted `ca_pem` before.
 async fn keep_bundles_current<K>(
     api: &Api<K>,
     name: &str,
     ca_pem: &[u8],
-    bundle: &str,
+    prune: bool,
     bundles_of: impl FnOnce(K) -> Vec<Option<ByteString>>,
-) -> Result<(), kube::Error>
+) -> Result<bool, kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.get_opt(name).await? {
-        Some(found) => patch_bundles(api, name, &bundles_of(found), ca_pem, bundle).await,
-        None => Ok(()),
-    }
+    let Some(found) = api.get_opt(name).await? else {
+        return Ok(true);
+    };
+    let current = bundles_of(found);
+    let ca_blocks = certificate_blocks(ca_pem);
+    let trusted_before = !ca_blocks.is_empty()
+        && current.iter().all(|b| {
+            let blocks = b
+                .as_ref()
+                .map(|b| certificate_blocks(&b.0))
+                .unwrap_or_default();
+            ca_blocks.iter().all(|ca| blocks.contains(ca))
+        });
+    patch_bundles(api, name, &current, ca_pem, prune).await?;
+    Ok(trusted_before)
 }
 
-/// Sets every webhook's caBundle that differs, by index, in one JSON patch.
+/// The PEM certificate blocks in `pem`, each as its exact bytes from BEGIN to END.
+fn certificate_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find =
+        |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).position(|w| w == needle);
+    let mut blocks = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = find(rest, BEGIN) {
+        let Some(end) = find(&rest[start..], END) else {
+            break;
+        };
+        let stop = start + end + END.len();
+        blocks.push(rest[start..stop].to_vec());
+        rest = &rest[stop..];
+    }
+    blocks
+}
+
+/// The bundle a webhook should carry: the current CA first, then the old CAs it already
+/// trusts (unless pruning), at most `OLD_CAS_KEPT` of them.
+fn wanted_bundle(current: Option<&[u8]>, ca_pem: &[u8], prune: bool) -> Vec<u8> {
+    let ca_blocks = certificate_blocks(ca_pem);
+    let mut bundle: Vec<u8> = ca_blocks.join(&b"\n"[..]);
+    if !prune {
+        for old in certificate_blocks(current.unwrap_or_default())
+            .into_iter()
+            .filter(|b| !ca_blocks.contains(b))
+            .take(OLD_CAS_KEPT)
+        {
+            bundle.push(b'\n');
+            bundle.extend_from_slice(&old);
+        }
+    }
+    bundle.push(b'\n');
+    bundle
+}
+
+/// Sets every webhook's caBundle that differs from the wanted one, by index, in one JSON
+/// patch.
 async fn patch_bundles<K>(
     api: &Api<K>,
     name: &str,
     current: &[Option<ByteString>],
     ca_pem: &[u8],
-    bundle: &str,
+    prune: bool,
 ) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -330,9 +458,13 @@ where
     let ops: Vec<serde_json::Value> = current
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.as_ref().map(|b| b.0.as_slice()) != Some(ca_pem))
-        .map(|(i, _)| {
-            serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle})
+        .filter_map(|(i, b)| {
+            let have = b.as_ref().map(|b| b.0.as_slice());
+            let want = wanted_bundle(have, ca_pem, prune);
+            (have != Some(want.as_slice())).then(|| {
+                let value = base64::engine::general_purpose::STANDARD.encode(&want);
+                serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": value})
+            })
         })
         .collect();
     if ops.is_empty() {
@@ -353,6 +485,15 @@ struct Authority {
     cert_pem: String,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// Known for a CA made here; a CA read back keeps the annotation it has.
+    not_after: Option<OffsetDateTime>,
+}
+
+fn ca_expiring(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(CA_NOT_AFTER)
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .is_some_and(|not_after| not_after - OffsetDateTime::now_utc() < RENEW_BEFORE)
 }
 
 /// The CA's name and constraints. Signing needs only these and the key, so a CA read back
@@ -378,6 +519,7 @@ fn new_authority() -> Result<Authority, ManagedTlsError> {
         cert_pem,
         key_pem: key.serialize_pem(),
         issuer: Issuer::new(params, key),
+        not_after: Some(now + CA_LIFETIME),
     })
 }
 
@@ -402,6 +544,7 @@ fn load_authority(
         cert_pem,
         key_pem,
         issuer,
+        not_after: None,
     })
 }
 
@@ -416,4 +559,70 @@ fn write_if_changed(path: &Path, contents: &[u8]) -> Result<(), ManagedTlsError>
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).map_err(write_err)?;
     std::fs::rename(&tmp, path).map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem(name: &str) -> String {
+        format!("-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n")
+    }
+
+    #[test]
+    fn bundles_trust_the_new_ca_beside_the_old_until_pruned() {
+        let (old, older, oldest, new) = (pem("old"), pem("older"), pem("oldest"), pem("new"));
+        let both = format!("{new}{old}");
+        let cases: &[(&str, Option<String>, bool, String)] = &[
+            ("first install: nothing yet", None, false, new.clone()),
+            (
+                "a placeholder is not a CA",
+                Some("Cg==".into()),
+                false,
+                new.clone(),
+            ),
+            ("already current", Some(new.clone()), false, new.clone()),
+            (
+                "rotation: the old one stays",
+                Some(old.clone()),
+                false,
+                both.clone(),
+            ),
+            (
+                "during rotation: unchanged",
+                Some(both.clone()),
+                false,
+                both.clone(),
+            ),
+            (
+                "pruned after the switch",
+                Some(both.clone()),
+                true,
+                new.clone(),
+            ),
+            (
+                "at most two old CAs",
+                Some(format!("{old}{older}{oldest}")),
+                false,
+                format!("{new}{old}{older}"),
+            ),
+        ];
+        for (case, current, prune, want) in cases {
+            let got = wanted_bundle(
+                current.as_deref().map(str::as_bytes),
+                new.as_bytes(),
+                *prune,
+            );
+            assert_eq!(String::from_utf8(got).unwrap(), *want, "{case}");
+        }
+    }
+
+    #[test]
+    fn certificate_blocks_are_found_whatever_surrounds_them() {
+        let text = format!("junk\n{}between{}", pem("a"), pem("b").trim_end());
+        let blocks = certificate_blocks(text.as_bytes());
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks[0].ends_with(b"-----END CERTIFICATE-----"));
+        assert!(certificate_blocks(b"-----BEGIN CERTIFICATE-----\nno end").is_empty());
+    }
 }

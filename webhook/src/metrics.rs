@@ -23,6 +23,7 @@ pub struct Metrics {
     pub reload_errors: IntCounter,
     pub policy_info: IntGaugeVec,
     pub tls_reload_errors: IntCounter,
+    pub tls_reloads: IntCounter,
     pub certificate_expiry: Gauge,
 }
 
@@ -72,6 +73,12 @@ impl Metrics {
                 .counter(
                     "hubguard_tls_reload_errors_total",
                     "Serving certificate files refused on reload; the last good certificate stays in use.",
+                )
+                .expect(DEFINED),
+            tls_reloads: recorder
+                .counter(
+                    "hubguard_tls_reloads_total",
+                    "Serving certificates taken into use after their files changed (a rotation).",
                 )
                 .expect(DEFINED),
             certificate_expiry: recorder

@@ -104,6 +104,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 configurations: m.configurations.clone(),
                 cert_path: config.tls_cert.clone(),
                 key_path: config.tls_key.clone(),
+                check_interval: m.interval,
+                rotation: Default::default(),
             });
             // The listener needs a certificate before it can start.
             managed.ensure(&metrics).await?;

@@ -95,6 +95,7 @@ impl CertStore {
             Ok(key) => {
                 self.mismatch_seen.store(false, Ordering::Relaxed);
                 self.current.store(Arc::new(key));
+                self.metrics.tls_reloads.inc();
                 tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
                 true
             }

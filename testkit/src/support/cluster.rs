@@ -380,7 +380,11 @@ impl Cluster {
         argv: &[&str],
         env: &[(&str, String)],
     ) -> Result<(), ClusterError> {
-        let log = File::create(self.path(&format!("{name}.log")))
+        // Appended to: a restarted component keeps its earlier log.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{name}.log")))
             .map_err(io(format!("creating {name}.log")))?;
         let mut command = self.in_node(argv);
         command
@@ -475,6 +479,17 @@ impl Cluster {
             Duration::from_secs(120),
             |_| ready.exists(),
         )
+    }
+
+    /// Stops the API server (and its etcd) and starts it again on the same state, as when a
+    /// control-plane node reboots: certificates, credentials and data are kept, and everything
+    /// else keeps running. Returns how long the API was away.
+    pub fn restart_control_plane(&mut self) -> Result<Duration, ClusterError> {
+        let stopped = Instant::now();
+        self.stop_component("controlplane");
+        self.components.retain(|(name, _)| name != "controlplane");
+        self.start_control_plane()?;
+        Ok(stopped.elapsed())
     }
 
     /// Unix socket paths are limited to about 100 bytes and the state directory may be deep:
@@ -877,6 +892,24 @@ syncFrequency: 10s
             }
         }
         total
+    }
+
+    /// Resident memory of the pods' processes whose command line holds every one of
+    /// `arguments` (e.g. `["hubguard", "node-agent"]`).
+    pub fn pod_process_rss_bytes(&self, arguments: &[&str]) -> u64 {
+        self.pod_pids()
+            .into_iter()
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                arguments.iter().all(|a| {
+                    words
+                        .iter()
+                        .any(|w| *w == a.as_bytes() || w.ends_with(format!("/{a}").as_bytes()))
+                })
+            })
+            .map(vm_rss)
+            .sum()
     }
 
     pub fn cost_report(&self) -> String {
