@@ -3,6 +3,10 @@
 //!
 //!   hubguard-loadgen certs --dir DIR                 a CA and a serving certificate for 127.0.0.1
 //!   hubguard-loadgen run --addr A --ca F --object F  drive the server, print one JSON summary
+//!   hubguard-loadgen soak --addr A --ca F --allowed F --denied F --server-pid P
+//!                                                    a fixed rate of allowed, denied and malformed
+//!                                                    reviews for a long time: a JSON line per
+//!                                                    window (p99, RSS), then a verdict
 //!
 //! At a fixed rate, latency is measured from when each request was due, not from when it was
 //! sent, so a stalled server shows up in the percentiles instead of hiding (coordinated omission).
@@ -37,6 +41,50 @@ enum Command {
     /// Create pods through a Kubernetes API server and print {"creates_per_sec", "p50_us",
     /// "p99_us", ...}: admission measured as a user meets it.
     Apiserver(ApiserverArgs),
+    /// A fixed rate of allowed, denied and malformed reviews; every answer must be the expected
+    /// one (allowed, denied, HTTP 400). Prints a JSON line per window and a summary; fails on
+    /// any wrong answer or if the server's RSS leaves the tolerance around its first window's.
+    Soak(SoakArgs),
+}
+
+#[derive(clap::Args)]
+struct SoakArgs {
+    #[arg(long)]
+    addr: SocketAddr,
+    /// CA certificate (PEM) the server's certificate must chain to.
+    #[arg(long)]
+    ca: PathBuf,
+    /// An object the policy allows (YAML or JSON).
+    #[arg(long)]
+    allowed: PathBuf,
+    /// An object the policy denies.
+    #[arg(long)]
+    denied: PathBuf,
+    /// Who asks for the allowed object.
+    #[arg(long, default_value = "system:serviceaccount:tess-private:hub")]
+    user: String,
+    /// Who asks for the denied object.
+    #[arg(long, default_value = "system:serviceaccount:tess-private:user-alice")]
+    denied_user: String,
+    #[arg(long, default_value = "tess-private")]
+    namespace: String,
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Total reviews per second across all connections.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    /// Seconds per reported window.
+    #[arg(long, default_value_t = 60.0)]
+    window: f64,
+    /// The server's process id, whose RSS is read at the end of every window.
+    #[arg(long)]
+    server_pid: u32,
+    /// Allowed RSS drift, as a fraction of the first window's.
+    #[arg(long, default_value_t = 0.10)]
+    rss_tolerance: f64,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +149,7 @@ fn main() -> ExitCode {
         },
         Command::Apiserver(args) => block_on(apiserver(args)),
         Command::Run(args) => block_on(run(args)),
+        Command::Soak(args) => block_on(soak(args)),
     }
 }
 
@@ -361,6 +410,227 @@ async fn apiserver(args: ApiserverArgs) -> Result<(), String> {
     );
     if let Some(first) = failures.first() {
         return Err(format!("{} creates failed; first: {first}", failures.len()));
+    }
+    Ok(())
+}
+
+/// What a soak request is and the answer it must get.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Allowed,
+    Denied,
+    /// A body that is not a usable AdmissionReview: refused with 400, never a crash.
+    Malformed,
+}
+
+/// Seven allowed, two denied, one malformed in every ten requests.
+const SOAK_MIX: [Expect; 10] = [
+    Expect::Allowed,
+    Expect::Allowed,
+    Expect::Denied,
+    Expect::Allowed,
+    Expect::Malformed,
+    Expect::Allowed,
+    Expect::Allowed,
+    Expect::Denied,
+    Expect::Allowed,
+    Expect::Allowed,
+];
+
+/// Bodies the webhook must refuse as malformed, taken in turn.
+const MALFORMED: [&str; 4] = [
+    r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"#,
+    r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+    r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7,"object":[]}}"#,
+    "\u{0}\u{1}not json at all",
+];
+
+struct SoakOutcome {
+    /// Microseconds from the start of the run at which the request was due.
+    due_us: u64,
+    latency_us: u32,
+    correct: bool,
+}
+
+fn review_body(
+    object_path: &std::path::Path,
+    user: &str,
+    args: &SoakArgs,
+    uid: &str,
+) -> Result<Bytes, String> {
+    let text = std::fs::read_to_string(object_path)
+        .map_err(|e| format!("{}: {e}", object_path.display()))?;
+    let object: serde_json::Value =
+        serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", object_path.display()))?;
+    let review = ReviewRequest {
+        uid,
+        object: Some(&object),
+        username: user,
+        namespace: &args.namespace,
+        ..ReviewRequest::default()
+    }
+    .to_json();
+    Ok(Bytes::from(serde_json::to_vec(&review).expect("JSON")))
+}
+
+fn answer_is(expect: Expect, status: hyper::StatusCode, body: &[u8]) -> bool {
+    match expect {
+        Expect::Allowed => status.is_success() && contains(body, b"\"allowed\":true"),
+        Expect::Denied => status.is_success() && contains(body, b"\"allowed\":false"),
+        Expect::Malformed => status == hyper::StatusCode::BAD_REQUEST,
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn soak(args: SoakArgs) -> Result<(), String> {
+    if args.rate <= 0.0 || args.window <= 0.0 || args.duration < args.window {
+        return Err("--rate and --window must be positive, --duration at least one window".into());
+    }
+    let ca = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let allowed = review_body(&args.allowed, &args.user, &args, "soak-allowed")?;
+    let denied = review_body(&args.denied, &args.denied_user, &args, "soak-denied")?;
+    let client = HttpsClient::new(args.addr, "127.0.0.1", &ca, Protocol::Http1)
+        .map_err(|e| e.to_string())?;
+    let connections = args.connections.max(1);
+    let interval = Duration::from_secs_f64(connections as f64 / args.rate);
+    let start = Instant::now() + Duration::from_millis(200);
+    let stop_at = start + Duration::from_secs_f64(args.duration);
+    let window = Duration::from_secs_f64(args.window);
+    let windows = (args.duration / args.window).ceil() as usize;
+
+    // The server's RSS at the end of every window.
+    let pid = args.server_pid;
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(windows);
+        for index in 1..=windows {
+            tokio::time::sleep_until((start + window * index as u32).into()).await;
+            samples.push(rss_kib(pid));
+        }
+        samples
+    });
+
+    let mut tasks = Vec::with_capacity(connections);
+    for index in 0..connections {
+        let (client, allowed, denied) = (client.clone(), allowed.clone(), denied.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut connection = client.connect().await.ok();
+            let mut due = start + interval.mul_f64(index as f64 / connections as f64);
+            let mut sequence = index;
+            let mut previous_done = start;
+            while due < stop_at {
+                tokio::time::sleep_until(due.into()).await;
+                let expect = SOAK_MIX[sequence % SOAK_MIX.len()];
+                let body = match expect {
+                    Expect::Allowed => allowed.clone(),
+                    Expect::Denied => denied.clone(),
+                    Expect::Malformed => Bytes::from_static(
+                        MALFORMED[(sequence / SOAK_MIX.len()) % MALFORMED.len()].as_bytes(),
+                    ),
+                };
+                let sent = Instant::now();
+                // As in `run`: late because the last answer came late counts; late because the
+                // millisecond timer fired late does not.
+                let clock_from = if previous_done > due { due } else { sent };
+                let correct = match connection.as_mut() {
+                    Some(c) => match c.post("/validate", body).await {
+                        Ok((status, answer)) => answer_is(expect, status, &answer),
+                        Err(_) => false,
+                    },
+                    None => false,
+                };
+                let done = Instant::now();
+                previous_done = done;
+                outcomes.push(SoakOutcome {
+                    due_us: due.duration_since(start).as_micros() as u64,
+                    latency_us: done
+                        .duration_since(clock_from)
+                        .as_micros()
+                        .min(u32::MAX as u128) as u32,
+                    correct,
+                });
+                if connection.as_ref().is_none_or(|c| c.is_closed()) {
+                    connection = client.connect().await.ok();
+                }
+                sequence += connections;
+                due += interval;
+            }
+            outcomes
+        }));
+    }
+    let mut by_window: Vec<(Vec<u32>, u64)> = vec![(Vec::new(), 0); windows];
+    for task in tasks {
+        for outcome in task.await.map_err(|e| e.to_string())? {
+            let slot = ((outcome.due_us as f64 / 1e6 / args.window) as usize).min(windows - 1);
+            by_window[slot].0.push(outcome.latency_us);
+            by_window[slot].1 += u64::from(!outcome.correct);
+        }
+    }
+    let rss = sampler.await.map_err(|e| e.to_string())?;
+    let baseline = rss.first().copied().flatten();
+    let mut wrong_total = 0;
+    let mut drifted = Vec::new();
+    for (index, ((mut latencies, wrong), rss)) in by_window.into_iter().zip(&rss).enumerate() {
+        latencies.sort_unstable();
+        let pct = |p: f64| -> u32 {
+            if latencies.is_empty() {
+                return 0;
+            }
+            latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
+        let drift = match (rss, baseline) {
+            (Some(now), Some(first)) if first > 0 => Some(*now as f64 / first as f64 - 1.0),
+            _ => None,
+        };
+        if drift.is_none_or(|d| d.abs() > args.rss_tolerance) {
+            drifted.push(index);
+        }
+        wrong_total += wrong;
+        println!(
+            "{}",
+            serde_json::json!({
+                "window": index,
+                "from_s": index as f64 * args.window,
+                "requests": latencies.len(),
+                "wrong": wrong,
+                "p50_us": pct(0.5),
+                "p99_us": pct(0.99),
+                "max_us": latencies.last().copied().unwrap_or(0),
+                "rss_kib": rss,
+                "rss_drift": drift,
+            })
+        );
+    }
+    let rss_values: Vec<u64> = rss.iter().flatten().copied().collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "summary": true,
+            "seconds": args.duration,
+            "rate": args.rate,
+            "mix": "7 allowed : 2 denied : 1 malformed",
+            "wrong": wrong_total,
+            "rss_first_kib": baseline,
+            "rss_min_kib": rss_values.iter().min(),
+            "rss_max_kib": rss_values.iter().max(),
+            "rss_tolerance": args.rss_tolerance,
+        })
+    );
+    if wrong_total > 0 {
+        return Err(format!("{wrong_total} requests got a wrong or no answer"));
+    }
+    if !drifted.is_empty() {
+        return Err(format!(
+            "the server's RSS left ±{:.0}% of its first window's in windows {drifted:?}",
+            args.rss_tolerance * 100.0
+        ));
     }
     Ok(())
 }
