@@ -465,7 +465,7 @@ fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-fn layered_values(deployment: &str, env: &str) -> Value {
+pub(crate) fn layered_values(deployment: &str, env: &str) -> Value {
     let mut values =
         yaml(&std::fs::read_to_string(root().join("charts/secured-hub/values.yaml")).unwrap());
     for file in [
@@ -600,7 +600,7 @@ fn dask_pod(values: &Value, namespace: &str, role: &str) -> Value {
 }
 
 /// `hubguard check` as the requester that creates the pod: (allowed, mutations).
-fn check(policy: &str, requester: &str, pod: &Value) -> (bool, Value) {
+pub(crate) fn check(policy: &str, requester: &str, pod: &Value) -> (bool, Value) {
     let dir = TempDir::new("hub-pod");
     let file = dir.path("pod.json");
     std::fs::write(&file, serde_json::to_string(pod).unwrap()).unwrap();

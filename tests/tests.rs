@@ -12,4 +12,5 @@ mod layering;
 mod node_agent;
 mod node_agent_cluster;
 mod real_node;
+mod upstream_builders;
 mod webhook;

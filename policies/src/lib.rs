@@ -10,6 +10,7 @@ pub mod egress;
 pub mod engine;
 pub mod identity;
 pub mod image;
+pub mod kubespawner;
 pub mod manifest;
 pub mod model;
 pub mod objects;

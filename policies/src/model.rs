@@ -187,9 +187,14 @@ fn default_mode() -> Mode {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantVolumes {
-    /// The tenant's own home claim (`claim-<tenant>`, z2jh's scheme) is allowed.
+    /// The tenant's own home claims are allowed, named by `homeClaimTemplate`.
     #[serde(default)]
     pub home_claims: bool,
+    /// How the hub names a home claim: KubeSpawner's `pvc_name_template` (z2jh's
+    /// `singleuser.storage.dynamic.pvcNameTemplate`), with its fields `{username}`,
+    /// `{servername}` and `{user_server}` (and their `safe_` spellings). Unset: KubeSpawner 7's
+    /// default, `claim-{user_server}`.
+    pub home_claim_template: Option<String>,
     /// Claims every tenant may mount read-only, e.g. a shared data set: the volume and every
     /// mount of it must say `readOnly: true`.
     #[serde(default)]

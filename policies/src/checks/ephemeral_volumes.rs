@@ -23,7 +23,6 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     let Some(rules) = &class.volumes else {
         return;
     };
-    let tenant = pod.tenant();
     for (i, volume) in pod.spec.volumes.iter().flatten().enumerate() {
         let Some(ephemeral) = &volume.ephemeral else {
             continue;
@@ -81,8 +80,7 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
                 continue;
             };
             let is_claim = group.unwrap_or("").is_empty() && kind == "PersistentVolumeClaim";
-            let server = pod.labels.get(super::tenant_volumes::SERVER_NAME_LABEL);
-            if is_claim && claim_allowed(rules, name, tenant, server) {
+            if is_claim && claim_allowed(rules, name, pod) {
                 continue;
             }
             out.add(

@@ -168,6 +168,9 @@ pub fn validate_class(
     if let Some(rules) = &spec.scheduling {
         scheduling::validate(rules, &format!("{path}.scheduling"), errs);
     }
+    if let Some(rules) = &spec.volumes {
+        tenant_volumes::validate(rules, &format!("{path}.volumes"), errs);
+    }
 }
 
 pub fn rule_ids() -> impl Iterator<Item = &'static str> {

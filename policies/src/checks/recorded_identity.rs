@@ -2,7 +2,9 @@
 //! must be what hubguard decides for its requester. Everything downstream reads that record —
 //! the node agent above all — so a forged record would be a forged class. Tenant names must
 //! also be unambiguous: z2jh names a named server's home `claim-<user>--<server>`, so a tenant
-//! called `alice--gpu` would own Alice's `gpu` home.
+//! called `alice--gpu` could pass for Alice's `gpu` server. KubeSpawner puts `--` in a name only
+//! before the hash of a name it had to make safe (`alice-example-org---1a2b3c4d`); such a
+//! tenant is fine.
 
 use super::{Check, Findings};
 use crate::identity::{is_label_value, parse_class, CLASS_LABEL, TENANT_LABEL};
@@ -53,7 +55,7 @@ fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {
         _ => {}
     }
     if let Some(tenant) = pod.tenant() {
-        if tenant.contains("--") {
+        if tenant.contains("--") && !crate::kubespawner::is_hashed_slug(tenant) {
             out.add(
                 pod.metadata_path("labels"),
                 format!(
@@ -133,6 +135,18 @@ mod tests {
                 Case {
                     name: "an ambiguous tenant name",
                     requester_tenant: Some("alice--gpu"),
+                    expect: &["metadata.labels"],
+                    ..CASE
+                },
+                Case {
+                    name: "a name KubeSpawner made safe with a hash",
+                    labels: "{hub.jupyter.org/username: alice-example-org---1a2b3c4d}",
+                    requester: RequesterKind::Trusted,
+                    ..CASE
+                },
+                Case {
+                    name: "a hash's shape around a '--' name",
+                    requester_tenant: Some("alice--gpu---1a2b3c4d"),
                     expect: &["metadata.labels"],
                     ..CASE
                 },

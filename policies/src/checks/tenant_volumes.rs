@@ -1,14 +1,16 @@
-//! Tenancy: a tenant's pod mounts only its own home claim and the shared claims the policy
+//! Tenancy: a tenant's pod mounts only its own home claims and the shared claims the policy
 //! lists, and shared claims read-only (the volume and every mount of it) unless the policy
-//! lists a claim as writable. Home claims follow z2jh: `claim-<tenant>`, and
-//! `claim-<tenant>--<server>` for the named server in the pod's `hub.jupyter.org/servername`
-//! label. Tenant names with `--` are refused (`recordedIdentity`), so no tenant's name can
-//! reach another's claim.
+//! lists a claim as writable. Home claims are named as z2jh 4's KubeSpawner names them
+//! (`claim-{user_server}`, see `kubespawner`), computed from the user and server names the hub
+//! records in the pod's annotations when its labels were made from them, else from the labels:
+//! the claim of the pod's server, and the user's default server's.
 
 use super::{Check, Findings};
+use crate::kubespawner;
 use crate::model::TenantVolumes;
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
+use crate::validate::FieldErrors;
 
 pub const CHECK: Check = Check {
     id: "tenantVolumes",
@@ -21,27 +23,65 @@ pub const CHECK: Check = Check {
 };
 
 pub(crate) const SERVER_NAME_LABEL: &str = "hub.jupyter.org/servername";
+/// KubeSpawner records the user's and the server's names as they are in these annotations;
+/// the labels hold them made safe as label values.
+const USERNAME_ANNOTATION: &str = "hub.jupyter.org/username";
+const SERVER_NAME_ANNOTATION: &str = "hub.jupyter.org/servername";
 
-fn is_home_claim(claim: &str, tenant: &str, server: Option<&str>) -> bool {
-    let Some(rest) = claim
-        .strip_prefix("claim-")
-        .and_then(|c| c.strip_prefix(tenant))
-    else {
-        return false;
+/// The home claims a pod of `tenant` may mount, its own server's first. The annotations count
+/// only when they are the names the pod's tenant and server label were made from, so an
+/// annotation cannot point a pod at another user's home.
+pub(crate) fn home_claims(
+    rules: &TenantVolumes,
+    pod: &PodSubject<'_>,
+    tenant: &str,
+) -> Vec<String> {
+    let server_label = pod.labels.get(SERVER_NAME_LABEL).unwrap_or("");
+    let (user, server) = match pod.annotations.get(USERNAME_ANNOTATION) {
+        Some(user) => {
+            let server = pod.annotations.get(SERVER_NAME_ANNOTATION).unwrap_or("");
+            if kubespawner::username_label(user) == tenant
+                && kubespawner::servername_label(server) == server_label
+            {
+                (user, server)
+            } else {
+                (tenant, server_label)
+            }
+        }
+        None => (tenant, server_label),
     };
-    rest.is_empty() || server.is_some_and(|s| !s.is_empty() && rest.strip_prefix("--") == Some(s))
+    let template = rules
+        .home_claim_template
+        .as_deref()
+        .unwrap_or(kubespawner::DEFAULT_CLAIM_TEMPLATE);
+    let mut claims = vec![kubespawner::expand(template, user, server)];
+    if !server.is_empty() {
+        let default_server = kubespawner::expand(template, user, "");
+        if default_server != claims[0] {
+            claims.push(default_server);
+        }
+    }
+    claims
 }
 
-/// Whether a pod of `tenant` may read `claim` (its home, or a shared or writable claim).
-pub(crate) fn claim_allowed(
-    rules: &TenantVolumes,
-    claim: &str,
-    tenant: Option<&str>,
-    server: Option<&str>,
-) -> bool {
+pub fn validate(rules: &TenantVolumes, path: &str, errs: &mut FieldErrors) {
+    if let Some(error) = rules
+        .home_claim_template
+        .as_deref()
+        .and_then(kubespawner::template_error)
+    {
+        errs.push(format!("{path}.homeClaimTemplate"), error);
+    }
+}
+
+/// Whether a pod may read `claim` (its tenant's home, or a shared or writable claim).
+pub(crate) fn claim_allowed(rules: &TenantVolumes, claim: &str, pod: &PodSubject<'_>) -> bool {
     rules.shared_claims.iter().any(|c| c == claim)
         || rules.writable_claims.iter().any(|c| c == claim)
-        || (rules.home_claims && tenant.is_some_and(|t| is_home_claim(claim, t, server)))
+        || (rules.home_claims
+            && pod
+                .tenant()
+                .is_some_and(|t| home_claims(rules, pod, t).iter().any(|h| h == claim)))
 }
 
 /// A shared claim must be read-only in the volume and in every mount of it.
@@ -82,7 +122,6 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
         return;
     };
     let tenant = pod.tenant();
-    let server = pod.labels.get(SERVER_NAME_LABEL);
     for (i, volume) in pod.spec.volumes.iter().flatten().enumerate() {
         let Some(pvc) = &volume.persistent_volume_claim else {
             continue;
@@ -95,7 +134,7 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             judge_read_only(pod, i, pvc.read_only == Some(true), out);
             continue;
         }
-        if claim_allowed(rules, claim, tenant, server) {
+        if claim_allowed(rules, claim, pod) {
             continue;
         }
         let message = match tenant {
@@ -105,7 +144,10 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
             }
         };
         let fix = match (rules.home_claims, tenant) {
-            (true, Some(t)) => format!("mount claim-{t} or a shared claim"),
+            (true, Some(t)) => format!(
+                "mount {} (the tenant's home) or a shared claim",
+                home_claims(rules, pod, t).remove(0)
+            ),
             _ if rules.shared_claims.is_empty() => {
                 "remove the volume: this class may mount no persistent claims".to_string()
             }
@@ -149,6 +191,78 @@ mod tests {
                     requester: RequesterKind::Trusted,
                     labels: "{hub.jupyter.org/username: alice, hub.jupyter.org/servername: gpu}",
                     pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice--gpu}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "digits first: the claim KubeSpawner makes, not the label's",
+                    policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: 1337coder}",
+                    annotations: "{hub.jupyter.org/username: 1337coder}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-x-1337coder---6640c2da}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "digits first, without the annotation",
+                    policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: 1337coder}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-x-1337coder---6640c2da}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "digits first: the label's claim is no home",
+                    policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: 1337coder}",
+                    annotations: "{hub.jupyter.org/username: 1337coder}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-1337coder}}]}",
+                    expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
+                    ..CASE
+                },
+                Case {
+                    name: "an e-mail login, hashed in the label",
+                    policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: alice-smith-example-o---323a0b32, hub.jupyter.org/servername: gpu}",
+                    annotations: "{hub.jupyter.org/username: Alice.Smith@example.org, hub.jupyter.org/servername: gpu}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice-smith-example-org---323a0b32--gpu}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "an annotation naming another user counts for nothing",
+                    policy: PRIVATE,
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: alice}",
+                    annotations: "{hub.jupyter.org/username: bob}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-bob}}]}",
+                    expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
+                    ..CASE
+                },
+                Case {
+                    name: "a tenant's own annotation for another user counts for nothing",
+                    policy: PRIVATE,
+                    requester_tenant: Some("alice"),
+                    annotations: "{hub.jupyter.org/username: bob}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-bob}}]}",
+                    expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
+                    ..CASE
+                },
+                Case {
+                    name: "the hub's template: one home for every server",
+                    policy: "volumes: {homeClaims: true, homeClaimTemplate: 'claim-{username}'}",
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: alice, hub.jupyter.org/servername: gpu}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice}}]}",
+                    ..CASE
+                },
+                Case {
+                    name: "the hub's template names no per-server home",
+                    policy: "volumes: {homeClaims: true, homeClaimTemplate: 'claim-{username}'}",
+                    requester: RequesterKind::Trusted,
+                    labels: "{hub.jupyter.org/username: alice, hub.jupyter.org/servername: gpu}",
+                    pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-alice--gpu}}]}",
+                    expect: &["spec.volumes[0].persistentVolumeClaim.claimName"],
                     ..CASE
                 },
                 Case {
@@ -230,6 +344,25 @@ mod tests {
                     ..CASE
                 },
             ],
+        );
+    }
+
+    #[test]
+    fn the_fix_names_the_claim_kubespawner_makes() {
+        let case = Case {
+            policy: PRIVATE,
+            requester: RequesterKind::Trusted,
+            labels: "{hub.jupyter.org/username: 1337coder}",
+            annotations: "{hub.jupyter.org/username: 1337coder}",
+            pod: "{containers: [{name: a}], volumes: [{name: home, persistentVolumeClaim: {claimName: claim-1337coder}}]}",
+            ..CASE
+        };
+        let found = crate::checks::testing::findings(&CHECK, &case);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].fix.contains("claim-x-1337coder---6640c2da"),
+            "{}",
+            found[0].fix
         );
     }
 }

@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod images;
 pub mod metrics;
 pub mod node;
+pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

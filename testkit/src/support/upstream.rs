@@ -1,0 +1,63 @@
+//! Upstream's own pod builders, run from the pinned Python environment `scripts/pyenv` makes
+//! (KubeSpawner from PyPI): what the real software makes of the project's values.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::{root, TempDir};
+
+/// The environment's python, made (or found cached) once per test run.
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let out = Command::new(root().join("scripts/pyenv"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("running scripts/pyenv");
+            assert!(out.status.success(), "scripts/pyenv failed");
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
+}
+
+/// Runs `tests/upstream/kubespawner_pods.py` on `request` (see the script) and returns its
+/// JSON answer. KubeSpawner reads a kubeconfig when it is made: it gets one naming a loopback
+/// port it never contacts (the builders make manifests; nothing is sent).
+pub fn kubespawner(request: &Value) -> Value {
+    let dir = TempDir::new("kubespawner");
+    let kubeconfig = dir.path("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: none, cluster: {server: 'https://127.0.0.1:9'}}]\n\
+         users: [{name: none, user: {token: none}}]\n\
+         contexts: [{name: none, context: {cluster: none, user: none}}]\ncurrent-context: none\n",
+    )
+    .expect("writing the kubeconfig");
+    let mut child = Command::new(python())
+        .arg(root().join("tests/upstream/kubespawner_pods.py"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the KubeSpawner builder");
+    serde_json::to_writer(child.stdin.take().expect("piped"), request)
+        .expect("writing the request");
+    let out = child.wait_with_output().expect("the KubeSpawner builder");
+    assert!(
+        out.status.success(),
+        "the KubeSpawner builder failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the KubeSpawner builder's answer: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
