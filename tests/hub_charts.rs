@@ -600,6 +600,17 @@ fn dask_pod(values: &Value, namespace: &str, role: &str) -> Value {
 }
 
 /// `hubguard check` as the requester that creates the pod: (allowed, mutations).
+/// The patches of a `check` report that set defaults, beyond the identity `/mutate` records in
+/// the metadata.
+pub(crate) fn defaults_beyond_metadata(mutations: &Value) -> Vec<&Value> {
+    mutations
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| !op["path"].as_str().unwrap_or("").starts_with("/metadata"))
+        .collect()
+}
+
 pub(crate) fn check(policy: &str, requester: &str, pod: &Value) -> (bool, Value) {
     let dir = TempDir::new("hub-pod");
     let file = dir.path("pod.json");
@@ -648,12 +659,7 @@ fn hub_pods_pass_their_presets_without_mutation() {
                     "{deployment} {env}: {name} is refused by {preset}: {pod:#}"
                 );
                 // /mutate records the identity in the metadata; no default may be needed.
-                let defaults: Vec<&Value> = mutations
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|op| !op["path"].as_str().unwrap_or("").starts_with("/metadata"))
-                    .collect();
+                let defaults = defaults_beyond_metadata(&mutations);
                 assert!(
                     defaults.is_empty(),
                     "{deployment} {env}: {name} would be mutated: {defaults:#?}"

@@ -183,6 +183,22 @@ impl Node {
         self.component_pods("webhook")
     }
 
+    /// Every webhook replica gone (the Deployment scaled to 0).
+    fn take_webhook_down(&self) {
+        self.kubectl(&[
+            "scale",
+            "deployment/hubguard-webhook",
+            "-n",
+            "hubguard",
+            "--replicas=0",
+        ]);
+        self.wait(
+            "the webhook's pods are gone",
+            Duration::from_secs(60),
+            || self.webhook_pods().is_empty(),
+        );
+    }
+
     /// The names of hubguard's pods of one component (`webhook`, `node-agent`).
     fn component_pods(&self, component: &str) -> Vec<String> {
         self.kubectl(&[
@@ -1016,18 +1032,7 @@ fn a_webhook_outage_fails_closed_and_the_emergency_switch_takes_hubguard_out_and
 
     // The webhook down: tenant namespaces fail closed; kube-system and hubguard's own namespace
     // are outside its path and keep working.
-    node.kubectl(&[
-        "scale",
-        "deployment/hubguard-webhook",
-        "-n",
-        "hubguard",
-        "--replicas=0",
-    ]);
-    node.wait(
-        "the webhook's pods are gone",
-        Duration::from_secs(60),
-        || node.webhook_pods().is_empty(),
-    );
+    node.take_webhook_down();
     let out = alice_creates("during-outage");
     assert!(
         !out.status.success(),
@@ -1336,18 +1341,7 @@ fn certificate_rotation_and_api_server_restarts_leave_no_gap() {
 
     // The API server restarted again with every webhook replica down: it comes up and serves
     // the cluster's own pods, while tenants' creates still fail closed.
-    node.kubectl(&[
-        "scale",
-        "deployment/hubguard-webhook",
-        "-n",
-        "hubguard",
-        "--replicas=0",
-    ]);
-    node.wait(
-        "the webhook's pods are gone",
-        Duration::from_secs(60),
-        || node.webhook_pods().is_empty(),
-    );
+    node.take_webhook_down();
     let away = node
         .cluster
         .restart_control_plane()

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::hub_charts::{check, layered_values};
+use crate::hub_charts::{check, defaults_beyond_metadata, layered_values};
 use crate::support::upstream::kubespawner;
 use hubguard_policy::kubespawner as model;
 
@@ -103,12 +103,7 @@ fn kubespawners_user_pods_pass_for_every_user_and_server() {
         for entry in built.as_array().expect("a list") {
             let pod = &entry["pod"];
             let (allowed, mutations) = check(deployment, &hub, pod);
-            let defaults: Vec<&Value> = mutations
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|op| !op["path"].as_str().unwrap_or("").starts_with("/metadata"))
-                .collect();
+            let defaults = defaults_beyond_metadata(&mutations);
             if !allowed || !defaults.is_empty() {
                 refused.push(format!(
                     "{} / {:?}: allowed {allowed}, defaults {defaults:?}",
