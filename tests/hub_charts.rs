@@ -630,6 +630,119 @@ pub(crate) fn check(policy: &str, requester: &str, pod: &Value) -> (bool, Value)
     )
 }
 
+/// `scheme://host[:port]/...` as (service, namespace, port): a Service named by its short or
+/// `<name>.<namespace>` DNS name, in `namespace` unless the name says another.
+fn service_address(address: &str, namespace: &str) -> (String, String, u16) {
+    let (scheme, rest) = address
+        .split_once("://")
+        .unwrap_or_else(|| panic!("{address}: no scheme"));
+    let authority = rest.split('/').next().unwrap();
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap()),
+        None => (authority, if scheme == "https" { 443 } else { 80 }),
+    };
+    let mut labels = host.split('.');
+    let service = labels.next().unwrap().to_string();
+    let namespace = labels.next().unwrap_or(namespace).to_string();
+    (service, namespace, port)
+}
+
+/// Does the preset's user class open `port` of `namespace/service`?
+fn user_egress_opens(preset: &Value, namespace: &str, service: &str, port: u16) -> bool {
+    let target = format!("{namespace}/{service}");
+    preset["spec"]["classes"]["user"]["egress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| rule["to"]["service"] == target.as_str())
+        .flat_map(|rule| rule["ports"].as_array().cloned().unwrap_or_default())
+        .any(|p| {
+            let low = p["port"].as_u64().unwrap_or(0);
+            let high = p["endPort"].as_u64().unwrap_or(low);
+            (low..=high).contains(&u64::from(port))
+        })
+}
+
+/// Notebooks on tess-private reach dask-gateway on one path that every layer opens: the API at
+/// the proxy's `/services/dask-gateway` route (which exists only when the hub's service has a
+/// url, pointing at the gateway's traefik), the schedulers at traefik itself; hubguard's
+/// preset opens both Services, and z2jh's user NetworkPolicy opens traefik's pods (whose
+/// container port 8000 serves the Service's port 80 for web and scheduler traffic alike, in
+/// dask-gateway 2026.3.0's chart).
+#[test]
+fn notebooks_reach_dask_gateway_on_a_path_every_layer_opens() {
+    let deployment = "tess-private";
+    let preset =
+        yaml(&std::fs::read_to_string(root().join(format!("policies/{deployment}.yaml"))).unwrap());
+    for env in ["staging", "prod"] {
+        let values = layered_values(deployment, env);
+        let hub = &values["jupyterhub"];
+        let env_of = |key: &str| {
+            hub["singleuser"]["extraEnv"][key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{env}: singleuser.extraEnv.{key} is unset"))
+                .to_string()
+        };
+        let traefik = format!("traefik-{deployment}-dask-gateway");
+
+        let api = service_address(&env_of("DASK_GATEWAY__ADDRESS"), deployment);
+        assert_eq!(
+            (api.0.as_str(), api.1.as_str()),
+            ("proxy-public", deployment),
+            "{env}: notebooks reach the gateway's API through the proxy"
+        );
+        let route = hub["hub"]["services"]["dask-gateway"]["url"]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{env}: hub.services.dask-gateway has no url: the proxy has no route")
+            });
+        let routed = service_address(route, deployment);
+        assert_eq!(
+            (routed.0.as_str(), routed.1.as_str(), routed.2),
+            (traefik.as_str(), deployment, 80),
+            "{env}: the proxy's route leads to the gateway's traefik"
+        );
+        let schedulers = service_address(&env_of("DASK_GATEWAY__PROXY_ADDRESS"), deployment);
+        assert_eq!(
+            (schedulers.0.as_str(), schedulers.1.as_str(), schedulers.2),
+            (traefik.as_str(), deployment, 80),
+            "{env}: schedulers are reached through traefik"
+        );
+        for (service, namespace, port) in [&api, &schedulers] {
+            assert!(
+                user_egress_opens(&preset, namespace, service, *port),
+                "{env}: the {deployment} preset's user egress does not open {namespace}/{service}:{port}"
+            );
+        }
+
+        let traefik_pods = json!({
+            "app.kubernetes.io/name": "dask-gateway",
+            "app.kubernetes.io/instance": deployment,
+            "app.kubernetes.io/component": "traefik",
+        });
+        let opened = hub["singleuser"]["networkPolicy"]["egress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| {
+                let to_traefik = rule["to"].as_array().into_iter().flatten().any(|peer| {
+                    peer["podSelector"]["matchLabels"] == traefik_pods
+                        && peer["namespaceSelector"].is_null()
+                });
+                let on_web = rule["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["port"] == 8000 && p["protocol"] != "UDP");
+                to_traefik && on_web
+            });
+        assert!(
+            opened,
+            "{env}: z2jh's user NetworkPolicy does not open traefik's pods on 8000"
+        );
+    }
+}
+
 #[test]
 fn hub_pods_pass_their_presets_without_mutation() {
     for (deployment, preset) in DEPLOYMENTS {
