@@ -1,13 +1,17 @@
-//! The secured hubs' pods as upstream's own software builds them: KubeSpawner 7 from PyPI
-//! (pinned, `scripts/pyenv`) makes the user pods of each hub's layered values, for users and
-//! servers whose names it has to make safe; `hubguard check` judges each as the hub. Where
-//! z2jh's chart turns values into KubeSpawner settings, a model stands in
-//! (`tests/upstream/kubespawner_pods.py` says how it was checked).
+//! The secured hubs' pods as upstream's own software builds them, from PyPI (pinned,
+//! `scripts/pyenv`): KubeSpawner 7 makes the user pods of each hub's layered values, for users
+//! and servers whose names it has to make safe; dask-gateway-server's kubernetes backend makes
+//! the scheduler and worker pods of every cluster option it offers; dask-kubernetes'
+//! `KubeCluster` makes a notebook's DaskCluster and the operator's own handlers make its
+//! Deployments. `hubguard check` judges each as its real creator. Where a chart turns values
+//! into settings (z2jh's and dask-gateway's config files ship inside the charts), and where the
+//! operator writes to the API, the scripts in `tests/upstream/` say what stands in and how it
+//! was checked.
 
 use serde_json::{json, Value};
 
-use crate::hub_charts::{check, defaults_beyond_metadata, layered_values};
-use crate::support::upstream::kubespawner;
+use crate::hub_charts::{check, check_report, defaults_beyond_metadata, layered_values};
+use crate::support::upstream::{dask, kubespawner};
 use hubguard_policy::kubespawner as model;
 
 /// Users and servers whose names KubeSpawner keeps, cuts, hashes or escapes.
@@ -175,5 +179,324 @@ fn kubespawners_pods_with_hostile_settings_are_refused() {
             !allowed,
             "KubeSpawner's pod with {what} was allowed: {pod:#}"
         );
+    }
+}
+
+/// What a dask-gateway user may ask for in tess-private: the defaults, and every size its
+/// options allow at their edges and between them.
+fn offered_options() -> Vec<Value> {
+    let mut options = vec![json!({})];
+    for cores in 1..=4 {
+        for memory in [2.0, 5.5, 8.0, 16.0] {
+            options.push(json!({"worker_cores": cores, "worker_memory": memory}));
+        }
+    }
+    options
+}
+
+fn gateway_request(
+    values: &Value,
+    deployment: &str,
+    options: Vec<Value>,
+    overrides: Value,
+) -> Value {
+    json!({"gateway": {
+        "values": values["dask-gateway"],
+        "namespace": deployment,
+        "release": deployment,
+        "user": "1337coder",
+        "options": options,
+        "overrides": overrides,
+    }})
+}
+
+fn gateway_controller(deployment: &str) -> String {
+    format!("system:serviceaccount:{deployment}:controller-{deployment}-dask-gateway")
+}
+
+#[test]
+fn gateway_pods_pass_for_every_offered_option() {
+    let deployment = "tess-private";
+    for env in ["staging", "prod"] {
+        let values = layered_values(deployment, env);
+        let built = dask(&gateway_request(
+            &values,
+            deployment,
+            offered_options(),
+            json!({}),
+        ));
+        let mut refused = Vec::new();
+        let mut pods = 0;
+        for entry in built.as_array().expect("a list") {
+            assert!(
+                entry.get("error").is_none(),
+                "{env}: the gateway refused options it offers: {entry}"
+            );
+            for role in ["scheduler", "worker"] {
+                let pod = &entry[role];
+                let (allowed, mutations) = check(deployment, &gateway_controller(deployment), pod);
+                let defaults = defaults_beyond_metadata(&mutations);
+                if !allowed || !defaults.is_empty() {
+                    refused.push(format!(
+                        "{env} {role} {}: allowed {allowed}, defaults {defaults:?}",
+                        entry["options"]
+                    ));
+                }
+                pods += 1;
+            }
+        }
+        assert!(
+            refused.is_empty(),
+            "dask-gateway's pods refused or needing defaults:\n{}",
+            refused.join("\n")
+        );
+        eprintln!("{deployment} {env}: {pods} dask-gateway pods allowed as its controller");
+    }
+}
+
+#[test]
+fn gateway_refuses_sizes_beyond_its_options_and_hubguard_what_a_lax_handler_lets_through() {
+    let deployment = "tess-private";
+    let values = layered_values(deployment, "prod");
+    let beyond = vec![
+        json!({"worker_cores": 5}),
+        json!({"worker_memory": 32}),
+        json!({"worker_cores": 0}),
+    ];
+    for entry in dask(&gateway_request(&values, deployment, beyond, json!({})))
+        .as_array()
+        .expect("a list")
+    {
+        assert!(
+            entry["error"].is_string(),
+            "the gateway built pods for {}",
+            entry["options"]
+        );
+    }
+    // Configuration a handler that passes users' choices through would give the cluster,
+    // set on the gateway's own KubeClusterConfig (so its own validation applies).
+    let hostile: [(&str, Value); 7] = [
+        (
+            "an image of the user's choice",
+            json!({"image": "docker.io/evil/miner:latest"}),
+        ),
+        (
+            "a privileged worker",
+            json!({"worker_extra_container_config": {"securityContext": {"privileged": true}}}),
+        ),
+        (
+            "the node's filesystem",
+            json!({"worker_extra_pod_config": {"volumes": [{"name": "host", "hostPath": {"path": "/"}}]}}),
+        ),
+        (
+            "a user's home",
+            json!({"worker_extra_pod_config": {"volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}]}}),
+        ),
+        (
+            "the host's network",
+            json!({"scheduler_extra_pod_config": {"hostNetwork": true}}),
+        ),
+        (
+            "more cores than the class allows",
+            json!({"worker_cores": 8, "worker_cores_limit": 8}),
+        ),
+        (
+            "the hub's service account",
+            json!({"worker_extra_pod_config": {"serviceAccountName": "hub", "automountServiceAccountToken": true}}),
+        ),
+    ];
+    for (what, overrides) in hostile {
+        let built = dask(&gateway_request(
+            &values,
+            deployment,
+            vec![json!({})],
+            overrides,
+        ));
+        let entry = &built[0];
+        let refused = ["scheduler", "worker"]
+            .iter()
+            .any(|role| !check(deployment, &gateway_controller(deployment), &entry[*role]).0);
+        assert!(
+            refused,
+            "dask-gateway's pods with {what} were allowed: {entry:#}"
+        );
+    }
+}
+
+const TENANT_NOTEBOOK: &str = "system:serviceaccount:tess-private:user-alice";
+const OPERATOR: &str = "system:serviceaccount:dask-operator:dask-kubernetes-operator";
+const REPLICASET_CONTROLLER: &str = "system:serviceaccount:kube-system:replicaset-controller";
+
+/// The DaskCluster a notebook's plain `KubeCluster(name=..., image=..., resources=...)`
+/// creates, in tess-private.
+fn kubecluster(name: &str) -> Value {
+    let mut cluster = dask(&json!({"kubecluster": {
+        "name": name,
+        "image": "ghcr.io/tess-platform/tess-notebook:2026.11.0",
+        "resources": {"limits": {"cpu": "1", "memory": "4G"}, "requests": {"cpu": "1", "memory": "4G"}},
+        "n_workers": 2,
+    }}));
+    cluster["metadata"]["namespace"] = json!("tess-private");
+    cluster
+}
+
+/// `object` as the API server stores it once `/mutate`'s patch (from the check report) is applied.
+fn admitted(object: &Value, report: &Value) -> Value {
+    let patch: json_patch::Patch =
+        serde_json::from_value(report["objects"][0]["mutations"].clone()).expect("a JSON patch");
+    let mut stored = object.clone();
+    json_patch::patch(&mut stored, &patch).expect("the patch applies");
+    stored
+}
+
+/// The pod the ReplicaSet controller makes from a Deployment's template (through the
+/// ReplicaSet the deployment controller makes): the template's metadata and spec, in the
+/// Deployment's namespace, with the pod-template-hash label both controllers add.
+fn templated_pod(deployment: &Value) -> Value {
+    let template = &deployment["spec"]["template"];
+    let mut metadata = template["metadata"].clone();
+    metadata["namespace"] = deployment["metadata"]["namespace"].clone();
+    metadata["name"] = json!(format!(
+        "{}-5d9c7b8f6-x2x7q",
+        text(&deployment["metadata"]["name"])
+    ));
+    metadata["labels"]["pod-template-hash"] = json!("5d9c7b8f6");
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
+}
+
+#[test]
+fn a_plain_kubecluster_passes_for_its_own_tenant_down_to_the_operators_pods() {
+    let cluster = kubecluster("alices-analysis");
+    let report = check_report("tess-private", TENANT_NOTEBOOK, &cluster);
+    assert_eq!(report["allowed"], true, "alice's KubeCluster: {report:#}");
+    for pod in report["objects"][0]["pods"].as_array().expect("pods") {
+        assert_eq!(pod["tenant"], "alice", "{pod}");
+        assert_eq!(pod["class"], "dask", "{pod}");
+    }
+    let stored = admitted(&cluster, &report);
+    let created = dask(&json!({"operator": {"cluster": stored, "workers": 2}}));
+    let created = created.as_array().expect("a list");
+    let deployments: Vec<&Value> = created
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .collect();
+    assert_eq!(
+        deployments.len(),
+        3,
+        "a scheduler and two workers: {created:#?}"
+    );
+    for object in created.iter().filter(|o| o["kind"] != "Service") {
+        let mut object = object.clone();
+        object["metadata"]["namespace"] = json!("tess-private");
+        let (allowed, _) = check("tess-private", OPERATOR, &object);
+        assert!(
+            allowed,
+            "the operator's {} was refused: {object:#}",
+            object["kind"]
+        );
+        if object["kind"] != "Deployment" {
+            continue;
+        }
+        let pod = templated_pod(&object);
+        let report = check_report("tess-private", REPLICASET_CONTROLLER, &pod);
+        assert_eq!(report["allowed"], true, "the operator's pod: {report:#}");
+        let judged = &report["objects"][0]["pods"][0];
+        assert_eq!(
+            (&judged["class"], &judged["tenant"]),
+            (&json!("dask"), &json!("alice")),
+            "{} is not alice's dask pod",
+            text(&pod["metadata"]["name"])
+        );
+    }
+    eprintln!(
+        "alice's KubeCluster: {} objects from the operator, every pod hers",
+        created.len()
+    );
+}
+
+#[test]
+fn kubeclusters_naming_another_tenant_or_reaching_further_are_refused() {
+    let hostile: [(&str, &str, Value); 5] = [
+        (
+            "/metadata/labels",
+            "another tenant's label on the cluster",
+            json!({"hub.jupyter.org/username": "bob"}),
+        ),
+        (
+            "/spec/worker/metadata",
+            "another tenant's record on the workers",
+            json!({"labels": {"hubguard.dev/tenant": "bob"}}),
+        ),
+        (
+            "/spec/scheduler/metadata",
+            "another tenant's label on the scheduler",
+            json!({"labels": {"hub.jupyter.org/username": "bob"}}),
+        ),
+        (
+            "/spec/worker/spec/volumes",
+            "another user's home",
+            json!([{"name": "home", "persistentVolumeClaim": {"claimName": "claim-bob"}}]),
+        ),
+        (
+            "/spec/scheduler/spec/hostNetwork",
+            "the host's network",
+            json!(true),
+        ),
+    ];
+    for (path, what, value) in hostile {
+        let mut cluster = kubecluster("not-quite-alices");
+        let patch: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "add", "path": path, "value": value}])).unwrap();
+        json_patch::patch(&mut cluster, &patch).unwrap();
+        let (allowed, _) = check("tess-private", TENANT_NOTEBOOK, &cluster);
+        assert!(
+            !allowed,
+            "alice's KubeCluster with {what} was allowed: {cluster:#}"
+        );
+    }
+}
+
+#[test]
+fn every_hubs_pods_pass_in_every_environment_without_defaults() {
+    for deployment in ["tess-public", "tess-private"] {
+        for env in ["staging", "prod"] {
+            let values = layered_values(deployment, env);
+            // hubguard's node agent blocks the metadata endpoint: no privileged init container.
+            assert_eq!(
+                values["jupyterhub"]["singleuser"]["cloudMetadata"]["blockWithIptables"],
+                false
+            );
+            let mut request = pods_request(&values, deployment);
+            request["servers"] = json!([["alice", ""]]);
+            let hub = format!("system:serviceaccount:{deployment}:hub");
+            let mut pods = vec![(hub, kubespawner(&request)[0]["pod"].clone())];
+            if values["dask-gateway"]["enabled"] == true {
+                let built = dask(&gateway_request(
+                    &values,
+                    deployment,
+                    vec![json!({})],
+                    json!({}),
+                ));
+                for role in ["scheduler", "worker"] {
+                    pods.push((gateway_controller(deployment), built[0][role].clone()));
+                }
+            }
+            for (requester, pod) in pods {
+                let (allowed, mutations) = check(deployment, &requester, &pod);
+                let name = text(&pod["metadata"]["name"]).to_string()
+                    + text(&pod["metadata"]["generateName"]);
+                assert!(allowed, "{deployment} {env}: {name} is refused: {pod:#}");
+                // /mutate records the identity in the metadata; no default may be needed.
+                let defaults = defaults_beyond_metadata(&mutations);
+                assert!(
+                    defaults.is_empty(),
+                    "{deployment} {env}: {name} would be mutated: {defaults:#?}"
+                );
+            }
+        }
     }
 }

@@ -96,10 +96,9 @@ impl Default for Tenancy {
 }
 
 fn default_tenant_labels() -> Vec<String> {
-    vec![
-        "hub.jupyter.org/username".to_string(),
-        "gateway.dask.org/user".to_string(),
-    ]
+    // dask-gateway's pods carry no user label (their cluster does, as spec.username):
+    // KubeSpawner's is the one label upstream software writes for a user.
+    vec!["hub.jupyter.org/username".to_string()]
 }
 
 /// One entry per pod class; a class with no entry is not judged.

@@ -131,9 +131,9 @@ mod tests {
                 },
                 Case {
                     name: "one label for the requester, another for someone else",
-                    labels: "{hub.jupyter.org/username: alice, gateway.dask.org/user: bob}",
+                    labels: "{hub.jupyter.org/username: alice, hubguard.dev/tenant: bob}",
                     requester_tenant: Some("alice"),
-                    expect: &["metadata.labels[gateway.dask.org/user]"],
+                    expect: &["metadata.labels[hubguard.dev/tenant]"],
                     ..CASE
                 },
                 Case {

@@ -76,7 +76,6 @@ fn evaluate(check: &Check, case: &Case, spec_json: Value) -> Vec<super::Finding>
     let labels = StringMap::of(Some(&meta), "labels");
     let tenant_label_keys = [
         "hub.jupyter.org/username".to_string(),
-        "gateway.dask.org/user".to_string(),
         crate::identity::TENANT_LABEL.to_string(),
     ];
     let label_tenant = tenant_label_keys.iter().find_map(|k| labels.get(k));

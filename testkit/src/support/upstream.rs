@@ -1,5 +1,5 @@
 //! Upstream's own pod builders, run from the pinned Python environment `scripts/pyenv` makes
-//! (KubeSpawner from PyPI): what the real software makes of the project's values.
+//! (KubeSpawner, dask-gateway-server and dask-kubernetes from PyPI): what the real software makes of the project's values.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -25,10 +25,22 @@ pub fn python() -> PathBuf {
 }
 
 /// Runs `tests/upstream/kubespawner_pods.py` on `request` (see the script) and returns its
-/// JSON answer. KubeSpawner reads a kubeconfig when it is made: it gets one naming a loopback
-/// port it never contacts (the builders make manifests; nothing is sent).
+/// JSON answer.
 pub fn kubespawner(request: &Value) -> Value {
-    let dir = TempDir::new("kubespawner");
+    builder("kubespawner_pods.py", request)
+}
+
+/// Runs `tests/upstream/dask_pods.py` (dask-gateway-server's kubernetes backend and
+/// controller, dask-kubernetes' KubeCluster and operator) on `request` (see the script).
+pub fn dask(request: &Value) -> Value {
+    builder("dask_pods.py", request)
+}
+
+/// Runs one of `tests/upstream/`'s builders on `request`. The Kubernetes clients read a
+/// kubeconfig when they are made: they get one naming a loopback port never contacted (the
+/// builders make manifests; nothing is sent).
+fn builder(script: &str, request: &Value) -> Value {
+    let dir = TempDir::new("upstream-builder");
     let kubeconfig = dir.path("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -38,25 +50,25 @@ pub fn kubespawner(request: &Value) -> Value {
     )
     .expect("writing the kubeconfig");
     let mut child = Command::new(python())
-        .arg(root().join("tests/upstream/kubespawner_pods.py"))
+        .arg(root().join("tests/upstream").join(script))
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting the KubeSpawner builder");
+        .unwrap_or_else(|e| panic!("starting {script}: {e}"));
     serde_json::to_writer(child.stdin.take().expect("piped"), request)
         .expect("writing the request");
-    let out = child.wait_with_output().expect("the KubeSpawner builder");
+    let out = child.wait_with_output().expect("the upstream builder");
     assert!(
         out.status.success(),
-        "the KubeSpawner builder failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "the KubeSpawner builder's answer: {e}: {}",
+            "{script}'s answer: {e}: {}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
