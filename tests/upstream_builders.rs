@@ -500,3 +500,93 @@ fn every_hubs_pods_pass_in_every_environment_without_defaults() {
         }
     }
 }
+
+/// Whether a NetworkPolicy podSelector selects a pod with `labels` (matchLabels and
+/// matchExpressions with In / Exists, the operators these values use).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let by_labels = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| &labels[k] == v);
+    let by_expressions = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| match text(&e["operator"]) {
+            "In" => e["values"]
+                .as_array()
+                .is_some_and(|values| values.contains(&labels[text(&e["key"])])),
+            "Exists" => !labels[text(&e["key"])].is_null(),
+            other => panic!("selector operator {other} is not modelled"),
+        });
+    by_labels && by_expressions
+}
+
+fn port_in(ports: &Value, port: u64) -> bool {
+    ports.as_array().into_iter().flatten().any(|p| {
+        let first = p["port"].as_u64().unwrap_or(0);
+        let last = p["endPort"].as_u64().unwrap_or(first);
+        (first..=last).contains(&port) && p["protocol"] != "UDP"
+    })
+}
+
+#[test]
+fn notebooks_reach_their_own_kubecluster_on_a_path_every_layer_opens() {
+    let deployment = "tess-private";
+    let preset: Value = serde_norway::from_str(
+        &std::fs::read_to_string(crate::support::root().join("policies/tess-private.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let cluster = kubecluster("alices-analysis");
+    let stored = admitted(
+        &cluster,
+        &check_report(deployment, TENANT_NOTEBOOK, &cluster),
+    );
+    let created = dask(&json!({"operator": {"cluster": stored, "workers": 1}}));
+    let pods: Vec<Value> = created
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .map(templated_pod)
+        .collect();
+    for env in ["staging", "prod"] {
+        let values = layered_values(deployment, env);
+        let egress = &values["jupyterhub"]["singleuser"]["networkPolicy"]["egress"];
+        for pod in &pods {
+            let labels = &pod["metadata"]["labels"];
+            for container in pod["spec"]["containers"].as_array().unwrap() {
+                for port in container["ports"].as_array().into_iter().flatten() {
+                    let number = port["containerPort"].as_u64().unwrap();
+                    let z2jh = egress.as_array().into_iter().flatten().any(|rule| {
+                        port_in(&rule["ports"], number)
+                            && rule["to"].as_array().into_iter().flatten().any(|peer| {
+                                peer["namespaceSelector"].is_null()
+                                    && selects(&peer["podSelector"], labels)
+                            })
+                    });
+                    let agent = preset["spec"]["classes"]["user"]["egress"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|rule| {
+                            rule["to"]["sameTenant"] == true
+                                && rule["to"]["namespace"] == deployment
+                                && port_in(&rule["ports"], number)
+                        });
+                    let name = text(&pod["metadata"]["name"]);
+                    assert!(
+                        z2jh,
+                        "{env}: z2jh's user NetworkPolicy closes {name}:{number}"
+                    );
+                    assert!(
+                        agent,
+                        "the preset's user egress closes {name}:{number} to its tenant"
+                    );
+                }
+            }
+        }
+    }
+}
