@@ -1579,3 +1579,214 @@ fn the_agent_stays_flat_while_pods_come_and_go() {
         baseline[0]
     );
 }
+
+/// A container of an upstream pod, made to run here: the test image (the node pulls nothing),
+/// sleeping instead of serving, so no probe of a server that is not there.
+fn run_test_image(container: &mut serde_json::Value) {
+    let c = container.as_object_mut().expect("a container");
+    c.insert("image".into(), images::NOTEBOOK.into());
+    c.insert("imagePullPolicy".into(), "Never".into());
+    c.insert("command".into(), serde_json::json!(["/bin/sleep", "3600"]));
+    c.remove("args");
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        c.remove(probe);
+    }
+}
+
+/// What a pod template refers to that its namespace must hold for it to start: service
+/// accounts, config maps, secrets (with the keys its environment reads) and claims.
+fn referenced_objects(
+    namespace: &str,
+    spec: &serde_json::Value,
+    dir: &TempDir,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut out = Vec::new();
+    let mut secrets: std::collections::BTreeMap<
+        String,
+        serde_json::Map<String, serde_json::Value>,
+    > = Default::default();
+    let mut config_maps = std::collections::BTreeSet::new();
+    if let Some(account) = spec["serviceAccountName"].as_str() {
+        out.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}}));
+    }
+    for volume in spec["volumes"].as_array().into_iter().flatten() {
+        if let Some(name) = volume["secret"]["secretName"].as_str() {
+            secrets.entry(name.into()).or_default();
+        }
+        if let Some(name) = volume["configMap"]["name"].as_str() {
+            config_maps.insert(name.to_string());
+        }
+        if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
+            out.extend(bound_claim(namespace, claim, None, dir));
+        }
+    }
+    for container in spec["containers"].as_array().into_iter().flatten() {
+        for env in container["env"].as_array().into_iter().flatten() {
+            let key = &env["valueFrom"]["secretKeyRef"];
+            if let (Some(name), Some(k)) = (key["name"].as_str(), key["key"].as_str()) {
+                secrets
+                    .entry(name.into())
+                    .or_default()
+                    .insert(k.into(), "dGVzdA==".into());
+            }
+        }
+    }
+    for (name, data) in secrets {
+        out.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "data": data}));
+    }
+    for name in config_maps {
+        out.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}}));
+    }
+    out
+}
+
+/// A claim bound to a volume of its own on the node (a directory of `dir`): `claim` as given
+/// (KubeSpawner's own), or a plain one an administrator makes.
+fn bound_claim(
+    namespace: &str,
+    name: &str,
+    claim: Option<&serde_json::Value>,
+    dir: &TempDir,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let path = dir.path(&format!("volume-{namespace}-{name}"));
+    std::fs::create_dir_all(&path).unwrap();
+    let claim = claim.cloned().unwrap_or_else(|| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": namespace},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    });
+    let volume = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+    "metadata": {"name": format!("{namespace}-{name}")},
+    "spec": {
+        "capacity": {"storage": "100Gi"},
+        "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+        "storageClassName": claim["spec"]["storageClassName"].as_str().unwrap_or(""),
+        "hostPath": {"path": path.display().to_string(), "type": "Directory"},
+        "claimRef": {"namespace": namespace, "name": name},
+    }});
+    vec![volume, claim]
+}
+
+fn apply_json(node: &Node, objects: &[serde_json::Value]) {
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    node.apply(&list.to_string());
+}
+
+#[test]
+fn the_hubs_platform_and_a_kubespawner_pod_run_through_the_real_controllers() {
+    use crate::hub_charts::{check_report, layered_values};
+    use crate::support::upstream::kubespawner;
+    use serde_json::{json, Value};
+
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let node = Node::up(false);
+    let dir = TempDir::new("hub-volumes");
+    node.apply(&tenants_fixture());
+    node.install_hubguard("install", &["--set", "nodeAgent.enabled=false"]);
+
+    // The platform's Deployments as z2jh and dask-gateway render them, created as the
+    // operator's helm would: their pods come from the deployment and ReplicaSet controllers,
+    // each under its own credentials, and are judged as those controllers.
+    let recorded =
+        std::fs::read_to_string(root().join("tests/fixtures/e2e/tess-private-platform.yaml"))
+            .unwrap();
+    let mut names = Vec::new();
+    for document in recorded.split("\n---\n") {
+        let mut deployment: Value = serde_norway::from_str(document).unwrap();
+        let spec = &mut deployment["spec"]["template"]["spec"];
+        for container in spec["containers"].as_array_mut().unwrap() {
+            run_test_image(container);
+        }
+        let mut objects = referenced_objects("tess-private", spec, &dir);
+        deployment["metadata"]["namespace"] = json!("tess-private");
+        names.push(deployment["metadata"]["name"].as_str().unwrap().to_string());
+        objects.push(deployment);
+        apply_json(&node, &objects);
+    }
+    for name in &names {
+        node.wait(
+            &format!("Deployment {name} is not available"),
+            Duration::from_secs(120),
+            || {
+                let replicas = node.kubectl(&[
+                    "get",
+                    "deployment",
+                    name,
+                    "-n",
+                    "tess-private",
+                    "-o",
+                    "jsonpath={.status.availableReplicas}/{.spec.replicas}",
+                ]);
+                replicas
+                    .split_once('/')
+                    .is_some_and(|(up, want)| up == want)
+            },
+        );
+    }
+    eprintln!("tess-private's platform came up through the real controllers: {names:?}");
+
+    // A user's server as the real KubeSpawner builds it, for a name it escapes, created
+    // through the API server as the hub: its home claim first, as the hub makes it.
+    let values = layered_values("tess-private", "prod");
+    let built = kubespawner(&json!({
+        "values": values["jupyterhub"],
+        "namespace": "tess-private",
+        "release": "tess-private",
+        "servers": [["1337coder", ""]],
+    }));
+    let mut pod = built[0]["pod"].clone();
+    let claim = &built[0]["pvc"];
+    let hub = node.cluster.kubeconfig_for("tess-private", "hub");
+    let create_as_hub = |object: &Value| {
+        node.cluster
+            .kubectl_as(&hub, &["create", "-f", "-"], Some(&object.to_string()))
+    };
+    let claim_name = claim["metadata"]["name"].as_str().unwrap();
+    let home = bound_claim("tess-private", claim_name, Some(claim), &dir);
+    apply_json(&node, &home[..1]);
+    let out = create_as_hub(claim);
+    assert!(
+        out.status.success(),
+        "the hub's claim: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shared = bound_claim("tess-private", "tess-ffi", None, &dir);
+    apply_json(&node, &shared);
+    for container in pod["spec"]["containers"].as_array_mut().unwrap() {
+        run_test_image(container);
+    }
+    let expected = check_report(
+        "tess-private",
+        "system:serviceaccount:tess-private:hub",
+        &pod,
+    );
+    assert_eq!(expected["allowed"], true, "{expected:#}");
+    let out = create_as_hub(&pod);
+    assert!(
+        out.status.success(),
+        "the hub's KubeSpawner pod was refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let mut node = node;
+    node.wait_running("tess-private", &name);
+    let labels: Value = serde_json::from_str(&node.kubectl(&[
+        "get",
+        "pod",
+        &name,
+        "-n",
+        "tess-private",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]))
+    .unwrap();
+    let judged = &expected["objects"][0]["pods"][0];
+    assert_eq!(labels["hubguard.dev/class"], judged["class"], "{labels}");
+    assert_eq!(labels["hubguard.dev/tenant"], judged["tenant"], "{labels}");
+    eprintln!(
+        "KubeSpawner's pod {name} runs with its home {claim_name}, recorded as {}'s {} pod",
+        judged["tenant"], judged["class"]
+    );
+}

@@ -2,8 +2,9 @@
 
 Reads JSON on stdin: {"values": <the layered values' `jupyterhub` part>, "namespace": NS,
 "release": NAME, "servers": [[user, server], ...]} and prints a JSON list of
-{"user", "server", "pvc_name", "pod"}: each pod as KubeSpawner's own get_pod_manifest() makes
-it, in the API's JSON form. Or {"names": [[pvc_name_template, user, server], ...]}: the claim
+{"user", "server", "pvc_name", "pod", "pvc"}: each pod as KubeSpawner's own get_pod_manifest()
+makes it, in the API's JSON form, and the home claim its get_pvc_manifest() makes (where the
+hub makes claims). Or {"names": [[pvc_name_template, user, server], ...]}: the claim
 and the username and servername labels KubeSpawner makes for each.
 
 KubeSpawner is upstream's, pinned in requirements.txt. How z2jh's hub turns the chart's values
@@ -133,7 +134,7 @@ def configure(values, namespace, release):
                         "--destination-port", "80", "--jump", "DROP"],
             "securityContext": {"runAsUser": 0, "privileged": False,
                                 "capabilities": {"add": ["NET_ADMIN"]}},
-        }] + list(k.init_containers or [])
+        }] + list(get(v, "singleuser.initContainers", []))
     c.Spawner.cmd = get(v, "singleuser.cmd")
     if get(v, "singleuser.defaultUrl"):
         c.Spawner.default_url = get(v, "singleuser.defaultUrl")
@@ -189,7 +190,13 @@ async def build(request):
         manifest.setdefault("apiVersion", "v1")
         manifest.setdefault("kind", "Pod")
         manifest["metadata"]["namespace"] = request["namespace"]
-        out.append({"user": user, "server": server, "pvc_name": spawner.pvc_name, "pod": manifest})
+        entry = {"user": user, "server": server, "pvc_name": spawner.pvc_name, "pod": manifest}
+        if spawner.storage_pvc_ensure:
+            claim = api.sanitize_for_serialization(spawner.get_pvc_manifest())
+            claim.update({"apiVersion": "v1", "kind": "PersistentVolumeClaim"})
+            claim["metadata"]["namespace"] = request["namespace"]
+            entry["pvc"] = claim
+        out.append(entry)
     await api.close()
     return out
 

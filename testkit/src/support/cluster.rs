@@ -688,15 +688,29 @@ syncFrequency: 10s
         let cp = self.controlplane_dir();
         let file = |name: &str| cp.join(name).display().to_string();
         let scheduler_kubeconfig = file("scheduler.kubeconfig");
+        // z2jh's user-scheduler is a kube-scheduler under its own profile name, and KubeSpawner
+        // names it in every user pod: here one scheduler serves both names (a stand-in for
+        // z2jh's user-scheduler Deployment, whose image the node cannot pull).
+        let scheduler_config = cp.join("scheduler.yaml");
+        std::fs::write(
+            &scheduler_config,
+            format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\n\
+                 kind: KubeSchedulerConfiguration\n\
+                 clientConnection: {{kubeconfig: {scheduler_kubeconfig}}}\n\
+                 leaderElection: {{leaderElect: false}}\n\
+                 profiles:\n  - schedulerName: default-scheduler\n  - schedulerName: user-scheduler\n"
+            ),
+        )
+        .map_err(io("writing the scheduler's configuration"))?;
         self.spawn_component(
             "kube-scheduler",
             &[
                 controlplane.to_str().unwrap(),
                 "kube-scheduler",
-                &format!("--kubeconfig={scheduler_kubeconfig}"),
+                &format!("--config={}", scheduler_config.display()),
                 &format!("--authentication-kubeconfig={scheduler_kubeconfig}"),
                 &format!("--authorization-kubeconfig={scheduler_kubeconfig}"),
-                "--leader-elect=false",
                 "--bind-address=127.0.0.1",
             ],
             &[],
