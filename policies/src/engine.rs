@@ -237,6 +237,13 @@ impl Policy {
                 judge(&pod, cp, &mut review.violations);
             }
         }
+        // A finding on the object's own metadata is found once per pod template: say it once.
+        if review.violations.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            review
+                .violations
+                .retain(|v| seen.insert((v.rule, v.path.clone(), v.message.clone())));
+        }
         Ok(review)
     }
 

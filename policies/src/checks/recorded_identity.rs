@@ -7,7 +7,7 @@
 //! tenant is fine.
 
 use super::{Check, Findings};
-use crate::identity::{is_label_value, parse_class, CLASS_LABEL, TENANT_LABEL};
+use crate::identity::{is_label_value, parse_class, Recorded, CLASS_LABEL, TENANT_LABEL};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -22,24 +22,40 @@ pub const CHECK: Check = Check {
     normalise: None,
 };
 
-fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {
-    let class_path = || pod.metadata_path(&format!("labels[{CLASS_LABEL}]"));
-    let tenant_path = || pod.metadata_path(&format!("labels[{TENANT_LABEL}]"));
-    let decided = pod.class.as_str();
-    match pod.recorded.class {
+/// A recorded class must name a class, the one hubguard decides.
+fn judge_class(recorded: Option<&str>, decided: &str, path: String, out: &mut Findings) {
+    match recorded {
         Some(recorded) if parse_class(recorded).is_none() => out.add(
-            class_path(),
+            path,
             format!("'{recorded}' is not a pod class"),
             format!("remove the label {CLASS_LABEL}: hubguard records it"),
         ),
         Some(recorded) if recorded != decided => out.add(
-            class_path(),
+            path,
             format!(
                 "recorded as a {recorded} pod, but hubguard decides {decided} for this requester"
             ),
             format!("remove the label {CLASS_LABEL}: hubguard records it"),
         ),
         _ => {}
+    }
+}
+
+fn evaluate(pod: &PodSubject<'_>, _class: &ClassPolicy, out: &mut Findings) {
+    let tenant_path = || pod.metadata_path(&format!("labels[{TENANT_LABEL}]"));
+    let decided = pod.class.as_str();
+    if pod.recorded.class.is_some() {
+        let path = pod.metadata_path(&format!("labels[{CLASS_LABEL}]"));
+        judge_class(pod.recorded.class, decided, path, out);
+    }
+    // The dask-kubernetes operator copies a Dask resource's own labels onto the pods it makes,
+    // under the template's: where /mutate recorded nothing on the template (validate-only),
+    // a class written on the resource itself would reach the pods, from a trusted creator.
+    if pod.meta_base != "metadata" {
+        if let Some(recorded) = Recorded::of(pod.object_labels).class {
+            let path = format!("metadata.labels[{CLASS_LABEL}]");
+            judge_class(Some(recorded), decided, path, out);
+        }
     }
     match (pod.recorded.tenant, pod.tenant()) {
         (Some(recorded), Some(tenant)) if recorded != tenant => out.add(
@@ -109,6 +125,28 @@ mod tests {
                     labels: "{hubguard.dev/class: platform, hubguard.dev/tenant: alice}",
                     requester_tenant: Some("alice"),
                     expect: &["metadata.labels[hubguard.dev/class]"],
+                    ..CASE
+                },
+                Case {
+                    name: "a tenant's DaskCluster records the platform class on itself",
+                    object: Some(
+                        "{kind: DaskCluster, metadata: {labels: {hubguard.dev/class: platform}}}",
+                    ),
+                    meta_base: "spec.worker.metadata",
+                    requester_tenant: Some("alice"),
+                    class: PodClass::Dask,
+                    expect: &["metadata.labels[hubguard.dev/class]"],
+                    ..CASE
+                },
+                Case {
+                    name: "the operator's worker group carries its cluster's record",
+                    object: Some(
+                        "{kind: DaskWorkerGroup, metadata: {labels: {hubguard.dev/class: dask}}}",
+                    ),
+                    meta_base: "spec.worker.metadata",
+                    labels: "{hubguard.dev/class: dask, hubguard.dev/tenant: alice}",
+                    requester: RequesterKind::Trusted,
+                    class: PodClass::Dask,
                     ..CASE
                 },
                 Case {

@@ -28,6 +28,9 @@ pub struct Case {
     pub class: PodClass,
     /// YAML of the whole object, when the rule reads more than the pod (a Dask resource).
     pub object: Option<&'static str>,
+    /// Where the pod's metadata is in the object: `metadata` for a pod, a template's path
+    /// (`spec.worker.metadata`) for a workload or Dask resource.
+    pub meta_base: &'static str,
     /// For a DaskWorkerGroup: the looked-up owner of its cluster, or why the look-up failed.
     pub cluster: Option<Result<Option<&'static str>, &'static str>>,
     /// The paths of the expected findings, in order.
@@ -44,6 +47,7 @@ pub const CASE: Case = Case {
     requester: RequesterKind::Unknown,
     class: PodClass::User,
     object: None,
+    meta_base: "metadata",
     cluster: None,
     expect: &[],
 };
@@ -96,7 +100,7 @@ fn evaluate(check: &Check, case: &Case, spec_json: Value) -> Vec<super::Finding>
     let pod = PodSubject {
         spec: &spec,
         base: "spec",
-        meta_base: "metadata",
+        meta_base: case.meta_base,
         labels,
         annotations: StringMap::of(Some(&meta), "annotations"),
         class: case.class,
