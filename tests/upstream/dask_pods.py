@@ -31,17 +31,10 @@ import sys
 
 from traitlets.config import Config
 
-# z2jh and dask-gateway charts name the gateway's objects after this.
+from chart_values import get
+
+# The chart's name: it names its objects <kind>-<release>-dask-gateway (its fullname helper).
 CHART = "dask-gateway"
-
-
-def get(values, dotted, default=None):
-    node = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return default
-        node = node[part]
-    return node
 
 
 def gateway_config(values, namespace, release):

@@ -25,6 +25,8 @@ from traitlets.config import Config
 
 from kubespawner import KubeSpawner
 
+from chart_values import get
+
 # z2jh 4.4.0's values.yaml, for the keys read below that the project's values leave unset.
 Z2JH_DEFAULTS = {
     "singleuser": {
@@ -59,15 +61,6 @@ def merged(base, over):
             out[key] = merged(base.get(key), value) if key in base else value
         return out
     return over
-
-
-def get(values, dotted, default=None):
-    node = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return default
-        node = node[part]
-    return node
 
 
 def configure(values, namespace, release):
