@@ -48,7 +48,8 @@ enum Command {
         /// Without it nothing is trusted.
         #[arg(long = "as", value_name = "USERNAME")]
         as_user: Option<String>,
-        /// A group of the requester; repeatable. Needs --as.
+        /// A group of the requester; repeatable. Needs --as. A service account gets the
+        /// groups the API server gives it (system:serviceaccounts, ...:NS) without asking.
         #[arg(long = "as-group", value_name = "GROUP", requires = "as_user")]
         as_groups: Vec<String>,
         /// The namespace of objects that name none.
@@ -90,10 +91,8 @@ fn main() -> ExitCode {
             namespace,
             files,
         } => {
-            let requester = as_user.map(|username| hubguard_policy::Requester {
-                username,
-                groups: as_groups,
-            });
+            let requester = as_user
+                .map(|username| hubguard_policy::Requester::authenticated(username, as_groups));
             check::run(&policy, output, requester.as_ref(), &namespace, &files)
         }
         Command::Webhook(args) => webhook::run(args),

@@ -410,14 +410,18 @@ fn admin_groups_join_the_presets_trusted_groups() {
     let policy: Value = serde_norway::from_str(text).unwrap();
     assert_eq!(
         policy["spec"]["trust"]["groups"],
-        serde_json::json!(["system:masters", "kubeadm:cluster-admins"])
+        serde_json::json!([
+            "system:masters",
+            "system:serviceaccounts:kube-system",
+            "kubeadm:cluster-admins"
+        ])
     );
     // Everything else of the preset is kept, and hubguard accepts the result.
     assert!(policy["spec"]["trust"]["requesters"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|r| r == "system:serviceaccount:kube-system:deployment-controller"));
+        .any(|r| r == "system:kube-controller-manager"));
     let file = dir.path("policy.yaml");
     std::fs::write(&file, text).unwrap();
     let out = std::process::Command::new(crate::support::binary("hubguard"))

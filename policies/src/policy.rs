@@ -52,6 +52,56 @@ pub struct Requester {
     pub groups: Vec<String>,
 }
 
+impl Requester {
+    /// The requester as the API server authenticates `username`: a service account
+    /// (`system:serviceaccount:NS:NAME`) also gets the groups its token authenticator adds
+    /// (`system:serviceaccounts`, `system:serviceaccounts:NS`, `system:authenticated`), so an
+    /// offline check of a service account sees the groups the webhook would.
+    pub fn authenticated(username: String, mut groups: Vec<String>) -> Requester {
+        if let Some(namespace) = username
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(namespace, _)| namespace)
+        {
+            for group in [
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".to_string(),
+            ] {
+                if !groups.contains(&group) {
+                    groups.push(group);
+                }
+            }
+        }
+        Requester { username, groups }
+    }
+}
+
+#[cfg(test)]
+mod requester_tests {
+    use super::Requester;
+
+    #[test]
+    fn service_accounts_get_the_groups_the_api_server_adds() {
+        let sa = Requester::authenticated(
+            "system:serviceaccount:kube-system:job-controller".into(),
+            vec!["system:authenticated".into()],
+        );
+        assert_eq!(
+            sa.groups,
+            [
+                "system:authenticated",
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-system"
+            ]
+        );
+        let person = Requester::authenticated("alice".into(), vec!["staff".into()]);
+        assert_eq!(person.groups, ["staff"]);
+        let odd = Requester::authenticated("system:serviceaccount:nonamespace".into(), vec![]);
+        assert!(odd.groups.is_empty());
+    }
+}
+
 /// A cap on a resource: its value in base units and as the operator wrote it.
 #[derive(Debug, Clone)]
 pub struct Cap {
