@@ -1,5 +1,6 @@
 //! Upstream's own pod builders, run from the pinned Python environment `scripts/pyenv` makes
-//! (KubeSpawner, dask-gateway-server and dask-kubernetes from PyPI): what the real software makes of the project's values.
+//! (KubeSpawner, dask-gateway-server and dask-kubernetes from PyPI): what the real software
+//! makes of the project's values.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
