@@ -209,3 +209,23 @@ pub fn validate(file: &Path) -> ExitCode {
         }
     }
 }
+
+/// `hubguard policy mutating-policy`: the generated MutatingAdmissionPolicy, as YAML.
+pub fn mutating_policy(file: &Path, name: &str) -> ExitCode {
+    let generated = Policy::load(file)
+        .map_err(|e| e.to_string())
+        .and_then(|policy| {
+            hubguard_policy::mutating_policy::generate(&policy, name)
+                .map_err(|e| format!("{}: {e}", file.display()))
+        });
+    match generated.and_then(|p| serde_norway::to_string(&p).map_err(|e| e.to_string())) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

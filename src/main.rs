@@ -78,6 +78,14 @@ enum PolicyCommand {
     Validate { file: PathBuf },
     /// List the rule ids (for a policy's `modes`) with what each enforces.
     Rules,
+    /// Print the MutatingAdmissionPolicy (Kubernetes 1.36+) that does `/mutate`'s work in the
+    /// API server: what `hubguard webhook --manage-mutating-policy` keeps installed.
+    MutatingPolicy {
+        file: PathBuf,
+        /// The object's name (the chart's binding names it).
+        #[arg(long, default_value = "hubguard")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
         Command::NodeAgent(args) => node_agent::run(args),
         Command::Policy { command } => match command {
             PolicyCommand::Validate { file } => check::validate(&file),
+            PolicyCommand::MutatingPolicy { file, name } => check::mutating_policy(&file, &name),
             PolicyCommand::Rules => {
                 for c in hubguard_policy::checks::CHECKS {
                     println!("{:<26} {}", c.id, c.summary);

@@ -66,7 +66,7 @@ impl PodClass {
 }
 
 /// The `component` values of z2jh's and dask-gateway's own pods.
-const PLATFORM_COMPONENTS: &[&str] = &[
+pub(crate) const PLATFORM_COMPONENTS: &[&str] = &[
     "hub",
     "proxy",
     "autohttps",

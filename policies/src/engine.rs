@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use crate::checks::{Findings, CHECKS};
 use crate::classify::{PodClass, Standing, StringMap};
+use crate::defaults::Additions;
 use crate::identity::{self, Identity, Recorded, RequesterKind};
 use crate::model::Mode;
-use crate::objects::{layout, walk_mut, Layout, SpecSite};
+use crate::objects::{layout, Layout, SpecSite};
 use crate::pod::{ClusterLookup, PodSubject};
 use crate::policy::{ClassPolicy, Policy, Requester};
 
@@ -202,7 +203,7 @@ impl Policy {
             let defaulted;
             let spec_value = match class_policy {
                 Some(cp) if cp.mutate && layout.kind != "Pod" => {
-                    defaulted = with_defaults(spec_value, cp);
+                    defaulted = crate::defaults::applied(spec_value, &cp.defaults);
                     &defaulted
                 }
                 _ => spec_value,
@@ -250,6 +251,8 @@ impl Policy {
     /// The JSON patch `/mutate` returns: the identity hubguard decides, recorded on the pod
     /// and on every pod template (workloads, Dask resources), and, on pods of classes that
     /// mutate, the PSP-style defaults. Workloads' pods get their defaults when they are created.
+    /// Computed against the object as it is: nothing is copied, and nothing is allocated for
+    /// the defaults a pod already has.
     pub fn defaults_patch(
         &self,
         object: &Value,
@@ -259,88 +262,59 @@ impl Policy {
             return Ok(None);
         };
         let standing = self.standing(request.requester);
-        let mut mutated = object.clone();
+        let mut additions = Additions::default();
         for site in layout.sites {
             if site.locate(object).is_none() {
                 continue;
             }
             let identity = self.identity_of(layout, site, object, &standing);
-            if let Some(meta) = ensure_object(&mut mutated, site.meta_base) {
-                record_identity(meta, &identity);
-            }
+            record_identity(&mut additions, object, site.meta_base, &identity);
             let Some(cp) = self.class(identity.class).filter(|cp| cp.mutate) else {
                 continue;
             };
-            if layout.kind != "Pod" {
-                continue;
-            }
-            if let Some(spec) = walk_mut(&mut mutated, site.base).and_then(Value::as_object_mut) {
-                apply_defaults(spec, cp);
+            if layout.kind == "Pod" {
+                let base: Vec<&str> = site.base.split('.').collect();
+                additions.pod_defaults(object, &base, &cp.defaults);
             }
         }
-        let patch = json_patch::diff(object, &mutated);
-        Ok((!patch.0.is_empty()).then_some(patch))
+        if additions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(json_patch::Patch(additions.operations(object))))
     }
-}
-
-/// The object at a dotted path, created (with its parents) where missing.
-fn ensure_object<'v>(
-    object: &'v mut Value,
-    dotted: &str,
-) -> Option<&'v mut serde_json::Map<String, Value>> {
-    dotted
-        .split('.')
-        .try_fold(object, |v, key| {
-            let map = v.as_object_mut()?;
-            let slot = map
-                .entry(key.to_string())
-                .or_insert_with(|| Value::Object(Default::default()));
-            if slot.is_null() {
-                *slot = Value::Object(Default::default());
-            }
-            Some(slot)
-        })?
-        .as_object_mut()
 }
 
 /// Writes the identity labels where they are missing. A record already there is left for
 /// `/validate` to judge: overwriting it would hide a forgery instead of refusing it.
-fn record_identity(meta: &mut serde_json::Map<String, Value>, identity: &Identity) {
-    let labels = crate::checks::support::object_at(meta, "labels");
-    if !labels.contains_key(identity::CLASS_LABEL) {
-        labels.insert(
-            identity::CLASS_LABEL.to_string(),
-            Value::String(identity.class.as_str().to_string()),
-        );
-    }
+fn record_identity(
+    additions: &mut Additions,
+    object: &Value,
+    meta_base: &str,
+    identity: &Identity,
+) {
+    let label = |key: &str| -> Vec<String> {
+        meta_base
+            .split('.')
+            .chain(["labels", key])
+            .map(str::to_string)
+            .collect()
+    };
+    additions.set_if_missing(
+        object,
+        label(identity::CLASS_LABEL),
+        Value::String(identity.class.as_str().to_string()),
+    );
     if let Some(tenant) = identity
         .tenant
         .as_deref()
         .filter(|t| identity::is_label_value(t))
     {
-        if !labels.contains_key(identity::TENANT_LABEL) {
-            labels.insert(
-                identity::TENANT_LABEL.to_string(),
-                Value::String(tenant.to_string()),
-            );
-        }
+        additions.set_if_missing(
+            object,
+            label(identity::TENANT_LABEL),
+            Value::String(tenant.to_string()),
+        );
     }
-}
-
-fn apply_defaults(spec: &mut serde_json::Map<String, Value>, class: &ClassPolicy) {
-    for check in CHECKS {
-        if let Some(apply) = check.apply_default {
-            apply(spec, class);
-        }
-    }
-}
-
-fn with_defaults(spec: &Value, class: &ClassPolicy) -> Value {
-    let mut copy = spec.clone();
-    if let Some(map) = copy.as_object_mut() {
-        apply_defaults(map, class);
-    }
-    copy
 }
 
 fn judge(pod: &PodSubject<'_>, class: &ClassPolicy, violations: &mut Vec<Violation>) {

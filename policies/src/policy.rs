@@ -136,6 +136,8 @@ pub struct ClassPolicy {
     pub egress: Vec<EgressRule>,
     /// Raw and ICMP echo sockets allowed (the node agent refuses them otherwise).
     pub raw_sockets: bool,
+    /// What mutation sets on the class's pods, from every rule (empty unless `mutate`).
+    pub defaults: Vec<crate::defaults::PodDefault>,
 }
 
 impl ClassPolicy {
@@ -199,7 +201,7 @@ impl ClassPolicy {
         if !errs.is_empty() {
             return Err(errs.into_vec());
         }
-        Ok(ClassPolicy {
+        let mut compiled = ClassPolicy {
             class,
             mode: spec.mode,
             modes: spec.modes,
@@ -214,7 +216,12 @@ impl ClassPolicy {
             untrusted_requesters: spec.untrusted_requesters,
             raw_sockets: spec.raw_sockets.unwrap_or(spec.egress.is_empty()),
             egress: spec.egress,
-        })
+            defaults: Vec::new(),
+        };
+        if compiled.mutate {
+            compiled.defaults = crate::checks::class_defaults(&compiled);
+        }
+        Ok(compiled)
     }
 }
 

@@ -1,10 +1,9 @@
 //! PSP's AppArmor annotations, as the `appArmorProfile` fields (and the annotations, which the
 //! kubelet still honours): allowed profiles and a default.
 
-use serde_json::{Map, Value};
-
 use super::support::{default_profile, judge_profiles, ProfileSite, Site};
 use super::{Check, Findings};
+use crate::defaults::PodDefault;
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -12,7 +11,7 @@ pub const CHECK: Check = Check {
     id: "appArmor",
     summary: "AppArmor profiles must be allowed (and present, where required)",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: Some(level),
     normalise: Some(normalise),
@@ -53,9 +52,12 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     );
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     if let Some(rule) = &class.controls.app_armor {
-        default_profile(spec, rule, "appArmorProfile");
+        out.extend(default_profile(
+            rule,
+            &["securityContext", "appArmorProfile"],
+        ));
     }
 }
 

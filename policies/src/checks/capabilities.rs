@@ -2,10 +2,9 @@
 //! Capabilities a container adds must be allowed (or default-added); the required ones must be
 //! dropped (`ALL` covers every one). Defaults append the required drops and the default adds.
 
-use serde_json::{Map, Value};
-
-use super::support::{array_at, capability_eq, for_each_container, object_at};
+use super::support::capability_eq;
 use super::{Check, Findings};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -13,7 +12,7 @@ pub const CHECK: Check = Check {
     id: "capabilities",
     summary: "containers may add only allowed capabilities and must drop the required ones",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: Some(level),
     normalise: Some(normalise),
@@ -79,37 +78,29 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
-    let required = class
-        .controls
-        .required_drop_capabilities
-        .as_deref()
-        .unwrap_or_default();
-    let default_add = class
-        .controls
-        .default_add_capabilities
-        .as_deref()
-        .unwrap_or_default();
-    if required.is_empty() && default_add.is_empty() {
-        return;
-    }
-    for_each_container(spec, |container| {
-        let caps = object_at(object_at(container, "securityContext"), "capabilities");
-        for (field, wanted) in [("drop", required), ("add", default_add)] {
-            if wanted.is_empty() {
-                continue;
-            }
-            let list = array_at(caps, field);
-            for cap in wanted {
-                let present = list.iter().filter_map(Value::as_str).any(|c| {
-                    capability_eq(c, cap) || (field == "drop" && c.eq_ignore_ascii_case("ALL"))
-                });
-                if !present {
-                    list.push(Value::String(cap.clone()));
-                }
-            }
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
+    let lists = [
+        ("drop", &class.controls.required_drop_capabilities, true),
+        ("add", &class.controls.default_add_capabilities, false),
+    ];
+    for (field, names, all_covers) in lists {
+        let names = names.as_deref().unwrap_or_default();
+        if names.is_empty() {
+            continue;
         }
-    });
+        let path: &'static [&'static str] = if field == "drop" {
+            &["securityContext", "capabilities", "drop"]
+        } else {
+            &["securityContext", "capabilities", "add"]
+        };
+        out.push(PodDefault::container(
+            path,
+            Rule::Capabilities {
+                names: names.to_vec(),
+                all_covers,
+            },
+        ));
+    }
 }
 
 /// Capabilities a baseline pod may add.

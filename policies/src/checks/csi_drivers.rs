@@ -14,7 +14,7 @@ pub const CHECK: Check = Check {
     id: "allowedCSIDrivers",
     summary: "inline CSI volumes must use a listed driver",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -13,7 +13,7 @@ pub const CHECK: Check = Check {
     id: "daskClusterOwner",
     summary: "a tenant's DaskWorkerGroup joins only that tenant's DaskCluster",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -13,7 +13,7 @@ pub const CHECK: Check = Check {
     id: "ephemeralVolumes",
     summary: "generic ephemeral volumes use listed storage classes and clone only mountable claims",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -11,7 +11,7 @@ pub const CHECK: Check = Check {
     id: "allowedFlexVolumes",
     summary: "flexVolume drivers must be listed",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

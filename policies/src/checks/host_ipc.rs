@@ -8,7 +8,7 @@ pub const CHECK: Check = Check {
     id: "hostIPC",
     summary: "pods must not use the host's IPC namespace",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: Some(level),
     normalise: None,

@@ -12,7 +12,7 @@ pub const CHECK: Check = Check {
     id: "allowedHostPaths",
     summary: "hostPath volumes must lie under an allowed prefix, read-only where required",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: Some(validate),
     level: None,
     normalise: None,

@@ -9,7 +9,7 @@ pub const CHECK: Check = Check {
     id: "hostPorts",
     summary: "container host ports must lie in the allowed ranges",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: Some(validate),
     level: Some(level),
     normalise: None,

@@ -11,7 +11,7 @@ pub const CHECK: Check = Check {
     id: "hostProbes",
     summary: "probes and lifecycle handlers may not name a host",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: Some(level),
     normalise: None,

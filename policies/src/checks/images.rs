@@ -11,7 +11,7 @@ pub const CHECK: Check = Check {
     id: "images",
     summary: "images must come from an allowed repository (pinned by digest if required)",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -6,9 +6,8 @@
 //! policy schema (`Controls` or `ClassSpec`); a test fails when a registered rule has no case
 //! table or no corpus attack.
 
-use serde_json::{Map, Value};
-
 use crate::controls::Controls;
+use crate::defaults::PodDefault;
 use crate::pod::{ContainerView, PodSubject};
 use crate::policy::ClassPolicy;
 use crate::validate::FieldErrors;
@@ -54,8 +53,8 @@ pub(crate) mod volume_types;
 pub(crate) mod testing;
 
 pub type Evaluate = fn(&PodSubject<'_>, &ClassPolicy, &mut Findings);
-/// Sets the check's default on a pod spec (as JSON) where the pod leaves the field unset.
-pub type ApplyDefault = fn(&mut Map<String, Value>, &ClassPolicy);
+/// The defaults the check sets where a pod of the class leaves the field unset.
+pub type Defaults = fn(&ClassPolicy, &mut Vec<PodDefault>);
 /// Refuses the rule's part of a class's controls that cannot be enforced; `path` is where the
 /// controls sit in the document.
 pub type ValidateControls = fn(&Controls, &str, &mut FieldErrors);
@@ -77,7 +76,7 @@ pub struct Check {
     /// What the check enforces, one line (docs/policy-reference.md lists them).
     pub summary: &'static str,
     pub evaluate: Evaluate,
-    pub apply_default: Option<ApplyDefault>,
+    pub defaults: Option<Defaults>,
     pub validate: Option<ValidateControls>,
     /// The rule's values in the bundles (`restricted` is baseline plus what it sets more).
     pub level: Option<SetLevel>,
@@ -171,6 +170,17 @@ pub fn validate_class(
     if let Some(rules) = &spec.volumes {
         tenant_volumes::validate(rules, &format!("{path}.volumes"), errs);
     }
+}
+
+/// Every rule's defaults for a class, in the rules' order.
+pub fn class_defaults(class: &ClassPolicy) -> Vec<PodDefault> {
+    let mut out = Vec::new();
+    for check in CHECKS {
+        if let Some(defaults) = check.defaults {
+            defaults(class, &mut out);
+        }
+    }
+    out
 }
 
 pub fn rule_ids() -> impl Iterator<Item = &'static str> {

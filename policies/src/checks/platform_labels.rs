@@ -13,7 +13,7 @@ pub const CHECK: Check = Check {
     id: "platformLabels",
     summary: "only trusted requesters' pods may carry the hub's platform component labels",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -2,10 +2,10 @@
 //! (the kernel's no_new_privs stays off), so a policy that forbids escalation needs an explicit
 //! false on every container, which the default supplies.
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use super::support::{default_field, for_each_container, object_at};
 use super::{Check, Findings};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -13,7 +13,7 @@ pub const CHECK: Check = Check {
     id: "allowPrivilegeEscalation",
     summary: "containers must set allowPrivilegeEscalation: false",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: None,
     level: Some(level),
     normalise: None,
@@ -41,23 +41,12 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
 /// Not on privileged containers: the API server refuses `privileged: true` with
 /// `allowPrivilegeEscalation: false` as contradictory, and that error would hide hubguard's
 /// own denial, which says what to change (found against the real kube-apiserver).
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     if let Some(default) = class.controls.default_allow_privilege_escalation {
-        for_each_container(spec, |c| {
-            let privileged = c
-                .get("securityContext")
-                .and_then(|sc| sc.get("privileged"))
-                .and_then(Value::as_bool)
-                == Some(true);
-            if privileged {
-                return;
-            }
-            default_field(
-                object_at(c, "securityContext"),
-                "allowPrivilegeEscalation",
-                json!(default),
-            )
-        });
+        out.push(PodDefault::container(
+            &["securityContext", "allowPrivilegeEscalation"],
+            Rule::UnsetUnlessPrivileged(json!(default)),
+        ));
     }
 }
 

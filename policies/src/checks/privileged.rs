@@ -8,7 +8,7 @@ pub const CHECK: Check = Check {
     id: "privileged",
     summary: "containers must not run privileged",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: Some(level),
     normalise: None,

@@ -10,7 +10,7 @@ pub const CHECK: Check = Check {
     id: "procMount",
     summary: "containers must use an allowed /proc mount type",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: Some(validate),
     level: Some(level),
     normalise: None,

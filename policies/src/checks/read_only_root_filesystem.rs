@@ -1,10 +1,10 @@
 //! PSP `readOnlyRootFilesystem`: when true, every container's root filesystem is read-only
 //! (defaulted where unset; an explicit false is refused).
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use super::support::{default_field, for_each_container, object_at};
 use super::{Check, Findings};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -12,7 +12,7 @@ pub const CHECK: Check = Check {
     id: "readOnlyRootFilesystem",
     summary: "containers must mount their root filesystem read-only",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: None,
     level: None,
     normalise: None,
@@ -34,15 +34,12 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     if class.controls.read_only_root_filesystem == Some(true) {
-        for_each_container(spec, |c| {
-            default_field(
-                object_at(c, "securityContext"),
-                "readOnlyRootFilesystem",
-                json!(true),
-            )
-        });
+        out.push(PodDefault::container(
+            &["securityContext", "readOnlyRootFilesystem"],
+            Rule::Unset(json!(true)),
+        ));
     }
 }
 

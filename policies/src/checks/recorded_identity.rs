@@ -16,7 +16,7 @@ pub const CHECK: Check = Check {
     summary:
         "the recorded class and tenant are the ones hubguard decides; tenant names are unambiguous",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -16,7 +16,7 @@ pub const CHECK: Check = Check {
     id: "resources",
     summary: "containers must set limits within the class's cpu and memory caps",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -1,9 +1,10 @@
 //! PSP `runAsGroup`: the primary group id, per container (falling back to the pod).
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use super::support::{default_field, group_complaint, group_default, pod_security};
+use super::support::{group_complaint, group_default};
 use super::{Check, Findings};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -11,7 +12,7 @@ pub const CHECK: Check = Check {
     id: "runAsGroup",
     summary: "containers must run with a group id in the allowed ranges",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: None,
     normalise: None,
@@ -37,9 +38,12 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     if let Some(gid) = class.controls.run_as_group.as_ref().and_then(group_default) {
-        default_field(pod_security(spec), "runAsGroup", json!(gid));
+        out.push(PodDefault::pod(
+            &["securityContext", "runAsGroup"],
+            Rule::Unset(json!(gid)),
+        ));
     }
 }
 

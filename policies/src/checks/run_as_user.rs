@@ -2,13 +2,13 @@
 //! `MustRunAs` (a uid in the ranges). Defaults: `runAsNonRoot: true`, or the first range's
 //! minimum.
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use serde::{Deserialize, Serialize};
 
-use super::support::{default_field, pod_security};
 use super::{Check, Findings};
 use crate::controls::{describe_ranges, in_ranges, IdRange};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -16,7 +16,7 @@ pub const CHECK: Check = Check {
     id: "runAsUser",
     summary: "containers must run as a non-root (or an allowed) user id",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: Some(level),
     normalise: None,
@@ -107,16 +107,21 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     let Some(rule) = &class.controls.run_as_user else {
         return;
     };
-    let sc = pod_security(spec);
     match rule.rule {
-        UserRule::MustRunAsNonRoot => default_field(sc, "runAsNonRoot", json!(true)),
+        UserRule::MustRunAsNonRoot => out.push(PodDefault::pod(
+            &["securityContext", "runAsNonRoot"],
+            Rule::Unset(json!(true)),
+        )),
         UserRule::MustRunAs => {
             if let Some(first) = rule.ranges.first() {
-                default_field(sc, "runAsUser", json!(first.min));
+                out.push(PodDefault::pod(
+                    &["securityContext", "runAsUser"],
+                    Rule::Unset(json!(first.min)),
+                ));
             }
         }
         UserRule::RunAsAny => {}

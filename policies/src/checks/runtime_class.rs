@@ -1,12 +1,12 @@
 //! PSP `runtimeClass`: a pod's runtime class must be listed (`*` allows any); the default is
 //! set on pods that name none.
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use serde::{Deserialize, Serialize};
 
-use super::support::default_field;
 use super::{Check, Findings};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -14,7 +14,7 @@ pub const CHECK: Check = Check {
     id: "runtimeClass",
     summary: "the pod's runtime class must be allowed",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: None,
     normalise: None,
@@ -49,14 +49,17 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     let default = class
         .controls
         .runtime_class
         .as_ref()
         .and_then(|r| r.default_runtime_class_name.as_ref());
     if let Some(name) = default {
-        default_field(spec, "runtimeClassName", json!(name));
+        out.push(PodDefault::pod(
+            &["runtimeClassName"],
+            Rule::Unset(json!(name)),
+        ));
     }
 }
 

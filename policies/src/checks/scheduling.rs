@@ -14,7 +14,7 @@ pub const CHECK: Check = Check {
     id: "scheduling",
     summary: "no nodeName, no toleration of protected taints, only listed priority classes",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

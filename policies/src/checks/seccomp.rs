@@ -1,10 +1,9 @@
 //! PSP's seccomp annotations, as fields: allowed profiles, a default, and (restricted) a
 //! profile required on every container. The legacy annotations are judged too.
 
-use serde_json::{Map, Value};
-
 use super::support::{default_profile, judge_profiles, ProfileSite, Site};
 use super::{Check, Findings};
+use crate::defaults::PodDefault;
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -12,7 +11,7 @@ pub const CHECK: Check = Check {
     id: "seccomp",
     summary: "seccomp profiles must be allowed (and present, where required)",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: Some(level),
     normalise: Some(normalise),
@@ -59,9 +58,12 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     );
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     if let Some(rule) = &class.controls.seccomp {
-        default_profile(spec, rule, "seccompProfile");
+        out.extend(default_profile(
+            rule,
+            &["securityContext", "seccompProfile"],
+        ));
     }
 }
 

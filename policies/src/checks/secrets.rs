@@ -17,7 +17,7 @@ pub const CHECK: Check = Check {
     id: "secrets",
     summary: "pods may reference only the class's Secrets",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -6,9 +6,9 @@ use serde_json::{Map, Value};
 
 use serde::{Deserialize, Serialize};
 
-use super::support::{is_unset, pod_security};
 use super::{Check, Findings};
 
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -16,7 +16,7 @@ pub const CHECK: Check = Check {
     id: "seLinux",
     summary: "SELinux options must match the policy",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: Some(level),
     normalise: None,
@@ -135,25 +135,19 @@ fn judge_types(rule: &SeLinux, opts: &SELinuxOptions, path: &str, out: &mut Find
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     let Some(rule) = &class.controls.se_linux else {
         return;
     };
     let (SeLinuxStrategy::MustRunAs, Some(opts)) = (rule.rule, &rule.se_linux_options) else {
         return;
     };
-    let sc = pod_security(spec);
-    if is_unset(sc, "seLinuxOptions") {
-        if let Ok(value) = serde_json::to_value(opts) {
-            let cleaned: Map<String, Value> = value
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            sc.insert("seLinuxOptions".into(), Value::Object(cleaned));
-        }
+    if let Ok(Value::Object(value)) = serde_json::to_value(opts) {
+        let cleaned: Map<String, Value> = value.into_iter().filter(|(_, v)| !v.is_null()).collect();
+        out.push(PodDefault::pod(
+            &["securityContext", "seLinuxOptions"],
+            Rule::Unset(Value::Object(cleaned)),
+        ));
     }
 }
 

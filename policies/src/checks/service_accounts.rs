@@ -4,10 +4,11 @@
 //! those may mount an API token (automounted, or a projected `serviceAccountToken` source).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::support::{default_field, names_for_tenant, names_listed, validate_name_patterns};
+use super::support::{names_for_tenant, names_listed, validate_name_patterns};
 use super::{Check, Findings};
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 use crate::validate::FieldErrors;
@@ -16,7 +17,7 @@ pub const CHECK: Check = Check {
     id: "serviceAccounts",
     summary: "pods run only as the class's service accounts, with a token only where allowed",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: None,
     level: None,
     normalise: None,
@@ -141,13 +142,16 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
 
 /// Where no account of the class may mount a token, pods that leave automounting unset stop
 /// mounting one.
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     if class
         .service_accounts
         .as_ref()
         .is_some_and(|r| r.token_names.is_empty())
     {
-        default_field(spec, "automountServiceAccountToken", Value::Bool(false));
+        out.push(PodDefault::pod(
+            &["automountServiceAccountToken"],
+            Rule::Unset(Value::Bool(false)),
+        ));
     }
 }
 

@@ -1,10 +1,11 @@
 //! PSP `supplementalGroups`: the pod's extra group ids.
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use super::support::{group_complaint, group_default, is_unset, pod_security};
+use super::support::{group_complaint, group_default};
 use super::{Check, Findings};
 use crate::controls::GroupStrategy;
+use crate::defaults::{PodDefault, Rule};
 use crate::pod::PodSubject;
 use crate::policy::ClassPolicy;
 
@@ -12,7 +13,7 @@ pub const CHECK: Check = Check {
     id: "supplementalGroups",
     summary: "supplemental group ids must lie in the allowed ranges",
     evaluate,
-    apply_default: Some(apply_default),
+    defaults: Some(defaults),
     validate: Some(validate),
     level: None,
     normalise: None,
@@ -43,7 +44,7 @@ fn evaluate(pod: &PodSubject<'_>, class: &ClassPolicy, out: &mut Findings) {
     }
 }
 
-fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
+fn defaults(class: &ClassPolicy, out: &mut Vec<PodDefault>) {
     let Some(rule) = &class.controls.supplemental_groups else {
         return;
     };
@@ -51,14 +52,10 @@ fn apply_default(spec: &mut Map<String, Value>, class: &ClassPolicy) {
         return;
     }
     if let Some(gid) = group_default(rule) {
-        let sc = pod_security(spec);
-        let empty = sc
-            .get("supplementalGroups")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        if is_unset(sc, "supplementalGroups") || empty {
-            sc.insert("supplementalGroups".into(), json!([gid]));
-        }
+        out.push(PodDefault::pod(
+            &["securityContext", "supplementalGroups"],
+            Rule::UnsetOrEmpty(json!([gid])),
+        ));
     }
 }
 

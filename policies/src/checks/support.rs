@@ -1,63 +1,8 @@
-//! Pieces several checks share: the JSON helpers defaults are written with, group-id rules and
-//! profile (seccomp/AppArmor) matching.
-
-use serde_json::{Map, Value};
+//! Pieces several checks share: group-id rules, capability names and profile (seccomp/AppArmor)
+//! matching and defaults.
 
 use crate::controls::{describe_ranges, in_ranges, GroupRule, GroupStrategy, IdRange, ProfileRule};
 use crate::validate::FieldErrors;
-
-/// `map[key]` as an object, created (or replacing a null) when missing.
-pub fn object_at<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
-    let slot = map
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    slot.as_object_mut().expect("just made an object")
-}
-
-/// `map[key]` as an array, created when missing.
-pub fn array_at<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Vec<Value> {
-    let slot = map
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if !slot.is_array() {
-        *slot = Value::Array(Vec::new());
-    }
-    slot.as_array_mut().expect("just made an array")
-}
-
-pub fn is_unset(map: &Map<String, Value>, key: &str) -> bool {
-    map.get(key).is_none_or(Value::is_null)
-}
-
-/// Sets `map[key]` when the pod leaves it unset.
-pub fn default_field(map: &mut Map<String, Value>, key: &str, value: Value) {
-    if is_unset(map, key) {
-        map.insert(key.to_string(), value);
-    }
-}
-
-/// The pod's `securityContext`.
-pub fn pod_security(spec: &mut Map<String, Value>) -> &mut Map<String, Value> {
-    object_at(spec, "securityContext")
-}
-
-/// Calls `f` with each container's and init container's JSON object. Ephemeral containers are
-/// never part of a create, so defaults do not touch them.
-pub fn for_each_container(
-    spec: &mut Map<String, Value>,
-    mut f: impl FnMut(&mut Map<String, Value>),
-) {
-    for field in ["containers", "initContainers"] {
-        if let Some(Value::Array(list)) = spec.get_mut(field) {
-            for container in list.iter_mut().filter_map(Value::as_object_mut) {
-                f(container);
-            }
-        }
-    }
-}
 
 /// Judges one group id under a MustRunAs / MayRunAs rule; returns the complaint, if any.
 pub fn group_complaint(
@@ -159,14 +104,16 @@ pub fn profile_allowed(allowed: &[String], profile: &str) -> bool {
 /// Capability names compare without case and without a `CAP_` prefix, as container runtimes
 /// accept both.
 pub fn capability_eq(a: &str, b: &str) -> bool {
-    fn bare(s: &str) -> &str {
-        if s.len() > 4 && s[..4].eq_ignore_ascii_case("CAP_") {
-            &s[4..]
-        } else {
-            s
-        }
+    bare_capability(a).eq_ignore_ascii_case(bare_capability(b))
+}
+
+/// A capability name without its `CAP_` prefix.
+pub fn bare_capability(s: &str) -> &str {
+    if s.len() > 4 && s[..4].eq_ignore_ascii_case("CAP_") {
+        &s[4..]
+    } else {
+        s
     }
-    bare(a).eq_ignore_ascii_case(bare(b))
 }
 
 /// `name` matches `pattern`, where a trailing `*` matches any rest (sysctl-style globs).
@@ -297,20 +244,20 @@ pub fn judge_profiles<'a>(
     }
 }
 
-/// Sets `securityContext.<field>` on the pod to the rule's default profile where unset.
+/// The rule's default profile, written at `path` of the pod where unset.
 pub fn default_profile(
-    spec: &mut Map<String, Value>,
     rule: &crate::controls::ProfileRule,
-    field: &str,
-) {
-    let Some(profile) = &rule.default_profile else {
-        return;
-    };
+    path: &'static [&'static str],
+) -> Option<crate::defaults::PodDefault> {
+    let profile = rule.default_profile.as_ref()?;
     let value = match profile.strip_prefix("Localhost/") {
         Some(name) => serde_json::json!({"type": "Localhost", "localhostProfile": name}),
         None => serde_json::json!({ "type": profile }),
     };
-    default_field(pod_security(spec), field, value);
+    Some(crate::defaults::PodDefault::pod(
+        path,
+        crate::defaults::Rule::Unset(value),
+    ))
 }
 
 /// The placeholder a policy writes for the pod's tenant in a name, e.g. `user-{tenant}`.

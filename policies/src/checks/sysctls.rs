@@ -10,7 +10,7 @@ pub const CHECK: Check = Check {
     id: "sysctls",
     summary: "pods may set only safe or explicitly allowed sysctls",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: Some(level),
     normalise: None,

@@ -13,7 +13,7 @@ pub const CHECK: Check = Check {
     id: "tenantLabel",
     summary: "every tenant label names the same tenant: the requester's own for a tenant",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

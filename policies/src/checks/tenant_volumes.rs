@@ -16,7 +16,7 @@ pub const CHECK: Check = Check {
     id: "tenantVolumes",
     summary: "pods may mount only their tenant's home claim and the shared claims",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

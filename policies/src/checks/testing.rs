@@ -148,12 +148,13 @@ pub struct DefaultCase {
 /// Applies the check's default and compares; a pod the default changed must then pass the
 /// check (one it deliberately leaves alone is left for the check to deny).
 pub fn run_defaults(check: &Check, cases: &[DefaultCase]) {
-    let apply = check.apply_default.expect("check has a default");
+    let rule_defaults = check.defaults.expect("check has a default");
     for case in cases {
         let class = class_policy(case.policy);
-        let mut spec = yaml_json(case.pod);
-        let original = spec.clone();
-        apply(spec.as_object_mut().expect("pod spec is a map"), &class);
+        let mut defaults = Vec::new();
+        rule_defaults(&class, &mut defaults);
+        let original = yaml_json(case.pod);
+        let spec = crate::defaults::applied(&original, &defaults);
         assert_eq!(
             spec,
             yaml_json(case.want),

@@ -14,7 +14,7 @@ pub const CHECK: Check = Check {
     id: "untrustedRequesters",
     summary: "requesters neither trusted nor tenants may create pods only where the class allows",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: None,
     level: None,
     normalise: None,

@@ -10,7 +10,7 @@ pub const CHECK: Check = Check {
     id: "volumes",
     summary: "volumes must be of an allowed type",
     evaluate,
-    apply_default: None,
+    defaults: None,
     validate: Some(validate),
     level: Some(level),
     normalise: None,
