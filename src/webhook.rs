@@ -60,6 +60,11 @@ pub struct WebhookArgs {
     /// also recorded as a Warning Event on it.
     #[arg(long, value_name = "NAMESPACE/NAME")]
     policy_configmap: Option<hubguard_webhook::policy_events::PolicyConfigMap>,
+    /// Keep the MutatingAdmissionPolicy of this name, generated from the policy, installed
+    /// (Kubernetes 1.36+): the API server then sets the defaults itself and `/mutate` is not
+    /// called. A policy whose mutation cannot be generated is refused.
+    #[arg(long, value_name = "NAME")]
+    manage_mutating_policy: Option<String>,
     /// Offer HTTP/2 to clients (ALPN); `--http2 false` leaves them HTTP/1.1 keep-alive.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     http2: bool,
@@ -137,6 +142,7 @@ pub fn run(args: WebhookArgs) -> ExitCode {
         http2: args.http2,
         managed_tls,
         policy_configmap: args.policy_configmap,
+        mutating_policy: args.manage_mutating_policy,
     };
     serve(
         "the webhook",

@@ -435,3 +435,117 @@ fn admin_groups_join_the_presets_trusted_groups() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn render_for_api(dir: &TempDir, api_versions: &[&str], sets: &[&str]) -> Vec<Value> {
+    let chart = root().join(CHART);
+    let mut args = vec![
+        "template",
+        "hubguard",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "hubguard",
+    ];
+    for version in api_versions {
+        args.extend(["--api-versions", version]);
+    }
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = helm(dir, &args);
+    assert!(ok, "helm template {api_versions:?} {sets:?}: {stderr}");
+    yaml_documents(&stdout)
+}
+
+fn kinds(objects: &[Value]) -> Vec<&str> {
+    objects.iter().filter_map(|o| o["kind"].as_str()).collect()
+}
+
+fn webhook_args(objects: &[Value]) -> Vec<String> {
+    let deployment = find(objects, "Deployment", "hubguard-webhook");
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Where the API server has MutatingAdmissionPolicy (Kubernetes 1.36+) the defaults are set
+/// in process by the policy the webhook generates, bound where the webhooks apply; older
+/// clusters, and `webhook.mutation=webhook`, keep the `/mutate` webhook.
+#[test]
+fn defaults_come_from_a_mutating_admission_policy_where_the_api_server_has_it() {
+    const MAP: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+    let dir = TempDir::new("chart-mutation");
+    let with_map = render_for_api(&dir, &[MAP], &["webhook.excludeNamespaces={monitoring}"]);
+    let kinds_with_map = kinds(&with_map);
+    assert!(!kinds_with_map.contains(&"MutatingWebhookConfiguration"));
+    let binding = find(&with_map, "MutatingAdmissionPolicyBinding", "hubguard");
+    assert_eq!(binding["spec"]["policyName"], "hubguard");
+    let validating = find(&with_map, "ValidatingWebhookConfiguration", "hubguard");
+    assert_eq!(
+        binding["spec"]["matchResources"]["namespaceSelector"],
+        validating["webhooks"][0]["namespaceSelector"],
+        "the defaults apply exactly where the judgement does"
+    );
+    let args = webhook_args(&with_map);
+    assert!(
+        args.iter()
+            .any(|a| a == "--manage-mutating-policy=hubguard"),
+        "{args:?}"
+    );
+    let role = find(&with_map, "ClusterRole", "hubguard-webhook");
+    assert!(
+        role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resources"][0] == "mutatingadmissionpolicies"
+                && r["resourceNames"][0] == "hubguard"),
+        "{role}"
+    );
+
+    // The generated policy mutates exactly what the /mutate webhook would be sent.
+    let older = render_for_api(&dir, &[], &[]);
+    let mutating = find(&older, "MutatingWebhookConfiguration", "hubguard");
+    assert!(!kinds(&older).contains(&"MutatingAdmissionPolicyBinding"));
+    assert!(!webhook_args(&older)
+        .iter()
+        .any(|a| a.starts_with("--manage-mutating-policy")));
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_hubguard"))
+        .args(["policy", "mutating-policy", "policies/tess-private.yaml"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let generated = &yaml_documents(&String::from_utf8_lossy(&generated.stdout))[0];
+    let resources = |rules: &Value| -> Vec<String> {
+        let mut all: Vec<String> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                let group = r["apiGroups"][0].as_str().unwrap().to_string();
+                r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |x| format!("{group}/{}", x.as_str().unwrap()))
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        resources(&generated["spec"]["matchConstraints"]["resourceRules"]),
+        resources(&mutating["webhooks"][0]["rules"])
+    );
+
+    let forced = render_for_api(&dir, &[MAP], &["webhook.mutation=webhook"]);
+    assert!(kinds(&forced).contains(&"MutatingWebhookConfiguration"));
+    assert!(!kinds(&forced).contains(&"MutatingAdmissionPolicyBinding"));
+}

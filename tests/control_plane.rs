@@ -36,7 +36,7 @@ fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 }
 
 /// Stand-in CRDs (tests/fixtures/e2e/crds.yaml) for the Dask and monitoring kinds.
-fn install_crds(plane: &ControlPlane) {
+pub(crate) fn install_crds(plane: &ControlPlane) {
     let file = root().join("tests/fixtures/e2e/crds.yaml");
     plane.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     for name in [
@@ -56,6 +56,39 @@ fn install_crds(plane: &ControlPlane) {
 fn tenant_namespace(plane: &ControlPlane) {
     let file = root().join("tests/fixtures/e2e/tenants.yaml");
     plane.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+}
+
+/// Waits until the MutatingAdmissionPolicy the webhook installs is in force in the API
+/// server: a pod created (dry run) in `namespace` comes back with its class recorded.
+pub(crate) fn wait_for_mutation(plane: &ControlPlane, webhook: &Webhook, namespace: &str) {
+    let probe = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: probe, namespace: {namespace}}}\nspec: {{containers: [{{name: a, image: probe}}]}}\n"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = plane.kubectl_as(
+            &plane.kubeconfig,
+            &[
+                "create",
+                "--dry-run=server",
+                "-o",
+                "jsonpath={.metadata.labels}",
+                "-f",
+                "-",
+            ],
+            Some(&probe),
+        );
+        if String::from_utf8_lossy(&out.stdout).contains("hubguard.dev/class") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the generated MutatingAdmissionPolicy never took effect: {}\nwebhook log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            webhook.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 #[test]
@@ -98,7 +131,9 @@ fn hubguard_behind_a_real_api_server() {
     assert!(rendered >= 14, "{rendered} objects");
     for (kind, name) in [
         ("validatingwebhookconfiguration", RELEASE),
-        ("mutatingwebhookconfiguration", RELEASE),
+        // The 1.37 API server has MutatingAdmissionPolicy: the chart binds the generated one
+        // instead of registering /mutate.
+        ("mutatingadmissionpolicybinding", RELEASE),
         ("daemonset", "hubguard-node-agent"),
         ("configmap", "hubguard-policy"),
         ("prometheusrule", "hubguard"),
@@ -126,8 +161,11 @@ fn hubguard_behind_a_real_api_server() {
             "127.0.0.1",
             "--manage-webhook-configuration",
             RELEASE,
+            "--manage-mutating-policy",
+            RELEASE,
         ],
     );
+    wait_for_mutation(&plane, &webhook, NS);
     let bundle = plane.kubectl(&[
         "get",
         "validatingwebhookconfiguration",
@@ -156,7 +194,8 @@ fn hubguard_behind_a_real_api_server() {
         let out = create(&alice, &root().join(file));
         assert!(out.status.success(), "{file}: {}", text(&out).1);
     }
-    // The hub's z2jh-default pod is hardened by /mutate, through the API server's own patching.
+    // The hub's z2jh-default pod is hardened by the generated MutatingAdmissionPolicy, in the
+    // API server itself.
     let out = create(
         &hub,
         &root().join("tests/corpus/pass/z2jh-user-pod-default.yaml"),
@@ -197,7 +236,7 @@ fn hubguard_behind_a_real_api_server() {
     ]);
     assert_eq!(
         recorded, "bob",
-        "/mutate recorded Bob on his workers' template"
+        "the mutation recorded Bob on his workers' template"
     );
 
     // --- Every attack the corpus makes as Alice is refused with hubguard's message.
@@ -247,7 +286,7 @@ fn hubguard_behind_a_real_api_server() {
         assert!(refused.iter().any(|r| r == must), "{must} not exercised");
     }
 
-    // --- A tenant's own pod carries the identity /mutate recorded for its requester.
+    // --- A tenant's own pod carries the identity the mutation recorded for its requester.
     let record = plane.kubectl(&[
         "get",
         "pod",

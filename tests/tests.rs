@@ -9,6 +9,7 @@ mod control_plane;
 mod corpus;
 mod hub_charts;
 mod layering;
+mod mutating_policy;
 mod node_agent;
 mod node_agent_cluster;
 mod real_node;

@@ -25,6 +25,8 @@ pub const LABELS: &[&str] = &[
     "pod_class",
     "reason",
     "map",
+    // the outcome of a write the daemon makes to the cluster (applied, failed)
+    "result",
 ];
 
 #[derive(Debug, thiserror::Error)]

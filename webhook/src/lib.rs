@@ -7,6 +7,7 @@ pub mod http;
 pub mod managed_tls;
 pub mod message;
 pub mod metrics;
+pub mod mutating_policy;
 pub mod object;
 pub mod ops;
 pub mod pods;

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub tls_reload_errors: IntCounter,
     pub tls_reloads: IntCounter,
     pub certificate_expiry: Gauge,
+    pub mutating_policy_syncs: IntCounterVec,
 }
 
 /// The definitions are fixed and covered by this crate's tests: a rule they broke would fail
@@ -85,6 +86,13 @@ impl Metrics {
                 .float_gauge(
                     "hubguard_tls_certificate_expiry_timestamp_seconds",
                     "When the self-managed serving certificate expires (Unix time; 0 when not self-managed).",
+                )
+                .expect(DEFINED),
+            mutating_policy_syncs: recorder
+                .counter_vec(
+                    "hubguard_mutating_policy_syncs_total",
+                    "Writes of the generated MutatingAdmissionPolicy (--manage-mutating-policy), by result (applied, failed).",
+                    &["result"],
                 )
                 .expect(DEFINED),
             recorder,

@@ -50,6 +50,8 @@ pub struct Config {
     pub managed_tls: Option<ManagedTlsConfig>,
     /// The ConfigMap the policy is mounted from: refused reloads become Events on it.
     pub policy_configmap: Option<PolicyConfigMap>,
+    /// Keep the policy's MutatingAdmissionPolicy of this name installed (Kubernetes 1.36+).
+    pub mutating_policy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +94,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         _ => Reloads::metrics_only(metrics.clone()),
     };
-    let policies = Arc::new(PolicyStore::open(&config.policy, Arc::new(reloads))?);
+    let policies = Arc::new(match &config.mutating_policy {
+        Some(name) => PolicyStore::open_checked(
+            &config.policy,
+            Arc::new(reloads),
+            crate::mutating_policy::reload_check(name.clone()),
+        )?,
+        None => PolicyStore::open(&config.policy, Arc::new(reloads))?,
+    });
+    if let Some(name) = &config.mutating_policy {
+        let keeper = crate::mutating_policy::MutatingPolicyKeeper {
+            client: client.clone().map_err(ServeError::NoCluster)?,
+            name: name.clone(),
+        };
+        let (policies, metrics) = (policies.clone(), metrics.clone());
+        let interval = config.reload_interval;
+        tokio::spawn(keeper.keep(policies, metrics, interval));
+    }
     let managed = match &config.managed_tls {
         Some(m) => {
             let client = client.clone().map_err(ServeError::NoCluster)?;

@@ -94,3 +94,12 @@ runAsGroup: 65532
 capabilities: {drop: [ALL]}
 seccompProfile: {type: RuntimeDefault}
 {{- end -}}
+
+{{/* "policy" or "webhook": who mutates on create (values.yaml webhook.mutation). */}}
+{{- define "hubguard.mutation" -}}
+{{- if eq .Values.webhook.mutation "auto" -}}
+{{- if .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy" -}}policy{{- else -}}webhook{{- end -}}
+{{- else -}}
+{{- .Values.webhook.mutation -}}
+{{- end -}}
+{{- end -}}
