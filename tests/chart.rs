@@ -470,14 +470,25 @@ fn webhook_args(objects: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Where the API server has MutatingAdmissionPolicy (Kubernetes 1.36+) the defaults are set
-/// in process by the policy the webhook generates, bound where the webhooks apply; older
-/// clusters, and `webhook.mutation=webhook`, keep the `/mutate` webhook.
+/// With `webhook.mutation=auto`, where the API server has MutatingAdmissionPolicy (Kubernetes
+/// 1.36+) the defaults are set in process by the policy the webhook generates, bound where the
+/// webhooks apply; older clusters, and `webhook.mutation=webhook` (the default), keep the
+/// `/mutate` webhook.
 #[test]
 fn defaults_come_from_a_mutating_admission_policy_where_the_api_server_has_it() {
     const MAP: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
     let dir = TempDir::new("chart-mutation");
-    let with_map = render_for_api(&dir, &[MAP], &["webhook.excludeNamespaces={monitoring}"]);
+    // The default stays /mutate, which costs the API server less (docs/webhook.md).
+    let default = render_for_api(&dir, &[MAP], &[]);
+    assert!(kinds(&default).contains(&"MutatingWebhookConfiguration"));
+    let with_map = render_for_api(
+        &dir,
+        &[MAP],
+        &[
+            "webhook.mutation=auto",
+            "webhook.excludeNamespaces={monitoring}",
+        ],
+    );
     let kinds_with_map = kinds(&with_map);
     assert!(!kinds_with_map.contains(&"MutatingWebhookConfiguration"));
     let binding = find(&with_map, "MutatingAdmissionPolicyBinding", "hubguard");
@@ -506,7 +517,7 @@ fn defaults_come_from_a_mutating_admission_policy_where_the_api_server_has_it() 
     );
 
     // The generated policy mutates exactly what the /mutate webhook would be sent.
-    let older = render_for_api(&dir, &[], &[]);
+    let older = render_for_api(&dir, &[], &["webhook.mutation=auto"]);
     let mutating = find(&older, "MutatingWebhookConfiguration", "hubguard");
     assert!(!kinds(&older).contains(&"MutatingAdmissionPolicyBinding"));
     assert!(!webhook_args(&older)

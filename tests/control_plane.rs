@@ -112,6 +112,10 @@ fn hubguard_behind_a_real_api_server() {
         "--create-namespace",
         "--set",
         &format!("webhook.url=https://127.0.0.1:{port}"),
+        // The generated MutatingAdmissionPolicy, with the chart's binding and RBAC (the
+        // default, /mutate, is exercised by the node agent's and the real node's tests).
+        "--set",
+        "webhook.mutation=auto",
         "--set",
         "metrics.serviceMonitor.enabled=true",
         "--set",

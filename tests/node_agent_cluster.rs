@@ -286,12 +286,9 @@ fn cluster_pods_map_to_their_systemd_cgroups() {
             "127.0.0.1",
             "--manage-webhook-configuration",
             "hubguard",
-            "--manage-mutating-policy",
-            "hubguard",
         ],
     );
-    crate::control_plane::wait_for_mutation(&plane, &webhook, "tess-public");
-    // A tenant creates a pod with no labels: the mutation records the identity its requester
+    // A tenant creates a pod with no labels: /mutate records the identity its requester
     // decides, and the agent reads exactly that.
     let dora = plane.kubeconfig_for("tess-public", "user-dora");
     let created = plane.kubectl_as(&dora, &["create", "-f", "-"], Some(TENANT_POD));
