@@ -18,20 +18,7 @@ fn helm(dir: &TempDir, args: &[&str]) -> (bool, String, String) {
 }
 
 fn render(dir: &TempDir, sets: &[&str]) -> Vec<Value> {
-    let chart = root().join(CHART);
-    let mut args = vec![
-        "template",
-        "hubguard",
-        chart.to_str().unwrap(),
-        "--namespace",
-        "hubguard",
-    ];
-    for set in sets {
-        args.extend(["--set", set]);
-    }
-    let (ok, stdout, stderr) = helm(dir, &args);
-    assert!(ok, "helm template {sets:?}: {stderr}");
-    yaml_documents(&stdout)
+    render_for_api(dir, &[], sets)
 }
 
 #[test]
