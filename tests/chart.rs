@@ -510,11 +510,10 @@ fn defaults_come_from_a_mutating_admission_policy_where_the_api_server_has_it() 
     assert!(!webhook_args(&older)
         .iter()
         .any(|a| a.starts_with("--manage-mutating-policy")));
-    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_hubguard"))
-        .args(["policy", "mutating-policy", "policies/tess-private.yaml"])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let generated = crate::cli::hubguard(
+        &["policy", "mutating-policy", "policies/tess-private.yaml"],
+        None,
+    );
     assert!(
         generated.status.success(),
         "{}",

@@ -9,7 +9,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn hubguard(args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn hubguard(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubguard"))
         .args(args)
         .current_dir(root())
