@@ -1317,6 +1317,20 @@ fn certificate_rotation_and_api_server_restarts_leave_no_gap() {
     );
     node.wait_running("tess-private", "after-restart");
     node.assert_first_probe("tess-private", "after-restart", "EPERM");
+    // Until the agent's watch of its node's pods is back, a new pod has no class and no egress
+    // (it fails closed); the watch retries within seconds, not client-go's half minute.
+    let running = Instant::now();
+    node.wait(
+        "the agent applies the new pod's class",
+        Duration::from_secs(12),
+        || {
+            node.cluster
+                .probe_from("tess-private", "after-restart", &[PUBLIC_HTTPS])
+                .get(PUBLIC_HTTPS)
+                .is_some_and(|outcome| outcome == "ok")
+        },
+    );
+    let class_applied = (running.elapsed(), back.elapsed());
     node.assert_probes(
         "tess-private",
         "after-restart",
@@ -1336,7 +1350,8 @@ fn certificate_rotation_and_api_server_restarts_leave_no_gap() {
         .filter_map(|l| l.strip_prefix("EPERM ")?.trim().parse::<u32>().ok())
         .sum();
     eprintln!(
-        "API server restart: away {away:.1?}, webhook judging {webhook_back:.1?} after it was back; {attempts} metadata attempts since the pod started, 0 connects"
+        "API server restart: away {away:.1?}, webhook judging {webhook_back:.1?} after it was back; a pod created then had its class's egress {:.1?} after it ran ({:.1?} after the API server was back); {attempts} metadata attempts since the pod started, 0 connects",
+        class_applied.0, class_applied.1
     );
 
     // The API server restarted again with every webhook replica down: it comes up and serves

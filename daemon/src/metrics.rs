@@ -27,6 +27,8 @@ pub const LABELS: &[&str] = &[
     "map",
     // the outcome of a write the daemon makes to the cluster (applied, failed)
     "result",
+    // one of the agent's fixed watches of the API server (node_pods, services, namespace_pods)
+    "watch",
 ];
 
 #[derive(Debug, thiserror::Error)]

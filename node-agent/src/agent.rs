@@ -165,7 +165,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             if let Some(daemonset) = daemonset {
                 removal.watch(client.clone(), daemonset.clone());
             }
-            let mut watches = Watches::start(client.clone(), node_name, notify.clone());
+            let mut watches = Watches::start(
+                client.clone(),
+                node_name,
+                notify.clone(),
+                metrics.watch_errors.clone(),
+            );
             watches.watch_namespaces(&desired::referenced_namespaces(&policy.policy));
             let own_cgroup = desired::own_cgroup(&cgroup_root);
             tracing::info!(node = %node_name, pods_cgroup = %pods_tree.display(), "watching this node's pods");

@@ -9,14 +9,17 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
+use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -76,11 +79,13 @@ where
         name: &'static str,
         api: Api<K>,
         config: watcher::Config,
+        backoff: impl Backoff + 'static,
         notify: Arc<Notify>,
+        errors: IntCounterVec,
     ) -> Self {
         let (store, writer) = reflector::store();
         let listed = Arc::new(AtomicBool::new(false));
-        let events = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
+        let events = reflector::reflector(writer, watcher::watcher(api, config).backoff(backoff));
         let first_list = listed.clone();
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
@@ -94,6 +99,7 @@ where
                     Ok(Event::Init | Event::InitApply(_)) => {}
                     Ok(Event::Apply(_) | Event::Delete(_)) => notify.notify_one(),
                     Err(error) => {
+                        errors.with_label_values(&[name]).inc();
                         tracing::warn!(watch = name, %error, "watch failed; retrying with backoff")
                     }
                 }
@@ -110,6 +116,30 @@ where
         self.listed.load(Ordering::SeqCst)
     }
 }
+
+/// How long a failed watch waits before it tries again: client-go's steps (0.8 s doubling, with
+/// jitter, back to the start after two quiet minutes) up to `ceiling`.
+fn watch_backoff(ceiling: Duration) -> impl Backoff {
+    let steps = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(800))
+        .with_max_delay(ceiling)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(
+        watcher::ExponentialBackoff::from(steps),
+        Duration::from_secs(120),
+    )
+}
+
+/// This node's pods: until the agent sees a new pod, the pod has no class and so no egress at all
+/// (it fails closed), so after an API server outage every second of stale view is an outage for
+/// a user; the watch is field-selected to one node, cheap to retry. client-go's 30 s ceiling
+/// left pods created just after an API server restart without egress for up to half a minute.
+const NODE_PODS_BACKOFF_CEILING: Duration = Duration::from_secs(4);
+/// The cluster-wide watches every node runs keep client-go's ceiling, kind to an API server
+/// that is struggling: a stale view there delays only a new Service or peer.
+const CLUSTER_WIDE_BACKOFF_CEILING: Duration = Duration::from_secs(30);
 
 fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     pod.status
@@ -153,6 +183,7 @@ pub struct Watches {
     namespaces: HashMap<String, Reflected<Pod>>,
     client: Client,
     notify: Arc<Notify>,
+    errors: IntCounterVec,
 }
 
 impl Drop for Watches {
@@ -164,24 +195,34 @@ impl Drop for Watches {
 }
 
 impl Watches {
-    pub fn start(client: Client, node_name: &str, notify: Arc<Notify>) -> Watches {
+    pub fn start(
+        client: Client,
+        node_name: &str,
+        notify: Arc<Notify>,
+        errors: IntCounterVec,
+    ) -> Watches {
         let node_selector = format!("spec.nodeName={node_name}");
         Watches {
             node_pods: Reflected::start(
-                "node pods",
+                "node_pods",
                 Api::all(client.clone()),
                 watcher::Config::default().fields(&node_selector),
+                watch_backoff(NODE_PODS_BACKOFF_CEILING),
                 notify.clone(),
+                errors.clone(),
             ),
             services: Reflected::start(
                 "services",
                 Api::all(client.clone()),
                 watcher::Config::default(),
+                watch_backoff(CLUSTER_WIDE_BACKOFF_CEILING),
                 notify.clone(),
+                errors.clone(),
             ),
             namespaces: HashMap::new(),
             client,
             notify,
+            errors,
         }
     }
 
@@ -197,10 +238,12 @@ impl Watches {
         for ns in namespaces {
             if !self.namespaces.contains_key(ns) {
                 let reflected = Reflected::start(
-                    "namespace pods",
+                    "namespace_pods",
                     Api::namespaced(self.client.clone(), ns),
                     watcher::Config::default(),
+                    watch_backoff(CLUSTER_WIDE_BACKOFF_CEILING),
                     self.notify.clone(),
+                    self.errors.clone(),
                 );
                 self.namespaces.insert(ns.clone(), reflected);
             }

@@ -18,6 +18,7 @@ pub struct AgentMetrics {
     pub logs_suppressed: IntCounter,
     pub reload_errors: IntCounter,
     pub sync_errors: IntCounter,
+    pub watch_errors: IntCounterVec,
     pub unresolved_pods: IntGauge,
     pub unrecorded_pods: IntGauge,
     pub unresolved_destinations: IntGauge,
@@ -80,6 +81,11 @@ impl AgentMetrics {
             sync_errors: counter(
                 "hubguard_node_agent_sync_errors_total",
                 "Failed attempts to bring the kernel maps up to date (retried).",
+            ),
+            watch_errors: counter_vec(
+                "hubguard_node_agent_watch_errors_total",
+                "Failed lists and watches of the API server, by watch (node_pods, services, namespace_pods); each is retried with backoff, and until node_pods is back new pods on this node have no egress.",
+                &["watch"],
             ),
             unresolved_pods: gauge(
                 "hubguard_node_agent_unresolved_pods",
