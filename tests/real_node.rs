@@ -251,6 +251,14 @@ impl Node {
         .contains("hubguard.dev/agent-not-ready")
     }
 
+    /// Whether one probe from the pod has the outcome `want` now.
+    fn probe_gets(&self, namespace: &str, pod: &str, probe: &str, want: &str) -> bool {
+        self.cluster
+            .probe_from(namespace, pod, &[probe])
+            .get(probe)
+            .is_some_and(|outcome| outcome == want)
+    }
+
     fn assert_probes(&self, namespace: &str, pod: &str, cases: &[(&str, &str)]) {
         let probes: Vec<&str> = cases.iter().map(|(p, _)| *p).collect();
         let results = self.cluster.probe_from(namespace, pod, &probes);
@@ -552,13 +560,7 @@ fn the_charts_agent_and_webhook_enforce_on_real_pods() {
     node.wait(
         "the agent's programs are removed",
         Duration::from_secs(60),
-        || {
-            node.cluster
-                .probe_from("tess-private", "alice-burstable", &[METADATA])
-                .get(METADATA)
-                .map(String::as_str)
-                == Some("ok")
-        },
+        || node.probe_gets("tess-private", "alice-burstable", METADATA, "ok"),
     );
     for kind in [
         "validatingwebhookconfigurations",
@@ -1323,12 +1325,7 @@ fn certificate_rotation_and_api_server_restarts_leave_no_gap() {
     node.wait(
         "the agent applies the new pod's class",
         Duration::from_secs(12),
-        || {
-            node.cluster
-                .probe_from("tess-private", "after-restart", &[PUBLIC_HTTPS])
-                .get(PUBLIC_HTTPS)
-                .is_some_and(|outcome| outcome == "ok")
-        },
+        || node.probe_gets("tess-private", "after-restart", PUBLIC_HTTPS, "ok"),
     );
     let class_applied = (running.elapsed(), back.elapsed());
     node.assert_probes(
