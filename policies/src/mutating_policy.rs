@@ -214,13 +214,13 @@ impl Write<'_> {
         let at = pointer.cel();
         let add = |value: &str| format!("[{}]", add_op(&at, value));
         match self {
-            Write::Label { value, valid: None } => {
-                format!("{current}.hasValue() ? [] : {}", add(value))
+            Write::Label { value, valid } => {
+                let invalid = valid
+                    .as_ref()
+                    .map(|v| format!(" || !{v}"))
+                    .unwrap_or_default();
+                format!("{current}.hasValue(){invalid} ? [] : {}", add(value))
             }
-            Write::Label {
-                value,
-                valid: Some(valid),
-            } => format!("{current}.hasValue() || !{valid} ? [] : {}", add(value)),
             Write::Default(default, owner) => match &default.rule {
                 Rule::Unset(value) => {
                     format!("{current}.hasValue() ? [] : {}", add(&value.to_string()))
@@ -235,12 +235,13 @@ impl Write<'_> {
                     add(&value.to_string())
                 ),
                 Rule::Capabilities { names, all_covers } => {
+                    // `[x].map(m, ...)[0]`: the missing names are worked out once.
                     let missing = missing_capabilities(current, names, *all_covers);
                     let append = add_op(&pointer.join("-").cel(), "n");
                     format!(
-                        "{missing}.size() == 0 ? [] : {current}.hasValue() \
-                         ? {missing}.map(n, {append}) : {}",
-                        add(&missing)
+                        "[{missing}].map(m, m.size() == 0 ? [] : {current}.hasValue() \
+                         ? m.map(n, {append}) : {})[0]",
+                        add("m")
                     )
                 }
             },
@@ -250,11 +251,10 @@ impl Write<'_> {
     /// The value written (a CEL optional) when the place's parent is missing.
     fn when_missing(&self) -> String {
         match self {
-            Write::Label { value, valid: None } => some(value),
-            Write::Label {
-                value,
-                valid: Some(valid),
-            } => format!("{valid} ? {} : optional.none()", some(value)),
+            Write::Label { value, valid } => match valid {
+                Some(valid) => format!("{valid} ? {} : optional.none()", some(value)),
+                None => some(value),
+            },
             Write::Default(default, owner) => match &default.rule {
                 Rule::Unset(value) | Rule::UnsetOrEmpty(value) => some(&value.to_string()),
                 Rule::UnsetUnlessPrivileged(value) => format!(
@@ -479,7 +479,7 @@ fn site_operations(
     let identity_ops = identity
         .operations_inside(&known, &known_pointer)
         .join(" + ");
-    let mut body = String::new();
+    let mut defaults = String::new();
     if layout.kind == "Pod" {
         for class in PodClass::ALL {
             let Some(cp) = policy
@@ -488,14 +488,19 @@ fn site_operations(
             else {
                 continue;
             };
-            let defaults = pod_defaults(&cp.defaults).join(" + ");
-            body.push_str(&format!(
-                "{cls} == {} ? ({identity_ops} + {defaults}) : ",
-                quote(class.as_str())
+            defaults.push_str(&format!(
+                "{cls} == {} ? ({}) : ",
+                quote(class.as_str()),
+                pod_defaults(&cp.defaults).join(" + ")
             ));
         }
     }
-    body.push_str(&format!("({identity_ops})"));
+    // The identity is written under the metadata, the defaults under the spec: apart.
+    let body = if defaults.is_empty() {
+        identity_ops
+    } else {
+        format!("{identity_ops} + ({defaults}[])")
+    };
     format!("{}.hasValue() ? ({body}) : []", chain("object", site.base))
 }
 
