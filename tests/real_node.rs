@@ -462,6 +462,63 @@ fn the_charts_agent_and_webhook_enforce_on_real_pods() {
             ],
         );
     }
+    // Services as pods use them: the hub's API by name (cluster DNS) and by cluster IP
+    // (kube-proxy), which the user class's hub-api rule opens; the same port at the hub pod's
+    // own address is not the Service and stays closed.
+    node.apply(&format!(
+        "{}---\n{}",
+        probe_pod_running(
+            "tess-private",
+            "hub-stand-in",
+            "app: hub-stand-in",
+            "{limits: {cpu: 100m, memory: 64Mi}}",
+            "",
+            // It serves until its stdin closes.
+            "/bin/sleep 3600 | /bin/hubguard-netprobe serve --netns pod tcp:0.0.0.0:8081",
+        ),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: hub, namespace: tess-private}\n\
+         spec: {selector: {app: hub-stand-in}, ports: [{port: 8081}]}\n"
+    ));
+    node.wait_running("tess-private", "hub-stand-in");
+    node.cluster
+        .wait_dns_ready(Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hub_ip = node.kubectl(&[
+        "get",
+        "service",
+        "hub",
+        "-n",
+        "tess-private",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let hub_pod_ip = node.kubectl(&[
+        "get",
+        "pod",
+        "hub-stand-in",
+        "-n",
+        "tess-private",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let by_ip = format!("tcp:{hub_ip}:8081");
+    let at_pod = format!("tcp:{hub_pod_ip}:8081");
+    node.wait(
+        "the hub Service answers at its cluster IP",
+        Duration::from_secs(30),
+        || node.probe_gets("tess-private", "alice-guaranteed", &by_ip, "ok"),
+    );
+    node.assert_probes(
+        "tess-private",
+        "alice-guaranteed",
+        &[
+            ("tcp:hub.tess-private:8081", "ok"),
+            ("tcp:hub.tess-private.svc.cluster.local:8081", "ok"),
+            (&by_ip, "ok"),
+            (&at_pod, "EPERM"),
+        ],
+    );
+
     // Created before the webhook, never recorded by it: still no metadata endpoint.
     node.assert_probes("tess-private", "waiting-user", &[(METADATA, "EPERM")]);
     node.assert_probes("default", "early-besteffort", &[(METADATA, "EPERM")]);

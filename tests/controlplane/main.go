@@ -7,11 +7,13 @@
 //	controlplane kubelet ARGS...                 upstream kubelet
 //	controlplane kube-scheduler ARGS...          upstream kube-scheduler
 //	controlplane kube-controller-manager ARGS... upstream kube-controller-manager
+//	controlplane kube-proxy ARGS...              upstream kube-proxy (Services' cluster IPs on the node)
 //
 // serve writes into DIR: ca.crt, admin.kubeconfig, and "ready" (the server URL) once /readyz
 // answers; with --node NAME also the credentials of a node's components (NAME.kubeconfig for
-// its kubelet, scheduler.kubeconfig, controller-manager.kubeconfig, sa.key, ca.key). It stops
-// on SIGTERM or SIGINT. Without a node pods are stored, never run, which is all admission needs.
+// its kubelet, scheduler.kubeconfig, controller-manager.kubeconfig, kube-proxy.kubeconfig,
+// sa.key, ca.key). It stops on SIGTERM or SIGINT. Without a node pods are stored, never run,
+// which is all admission needs.
 // Started again on a DIR it has served before, it keeps the certificates, credentials and etcd
 // data it finds there: an API server restart, which the components ride through.
 package main
@@ -45,6 +47,7 @@ import (
 	"k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
@@ -54,7 +57,7 @@ func main() {
 		os.Exit(runKubectl(os.Args[1:]))
 	}
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: controlplane serve --dir DIR [--port N] [--address IP] [--node NAME] | controlplane {kubectl,kubelet,kube-scheduler,kube-controller-manager} ARGS...")
+		fmt.Fprintln(os.Stderr, "usage: controlplane serve --dir DIR [--port N] [--address IP] [--node NAME] | controlplane {kubectl,kubelet,kube-scheduler,kube-controller-manager,kube-proxy} ARGS...")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -64,6 +67,8 @@ func main() {
 		os.Exit(runCommand(scheduler.NewSchedulerCommand(), os.Args[2:]))
 	case "kube-controller-manager":
 		os.Exit(runCommand(controllermanager.NewControllerManagerCommand(), os.Args[2:]))
+	case "kube-proxy":
+		os.Exit(runCommand(proxy.NewProxyCommand(), os.Args[2:]))
 	case "serve":
 		if err := serve(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "controlplane:", err)
@@ -322,6 +327,8 @@ func writeComponentCredentials(dir, server, node string, p pkiFiles) error {
 		{node, "system:node:" + node, "system:nodes"},
 		{"scheduler", "system:kube-scheduler", ""},
 		{"controller-manager", "system:kube-controller-manager", ""},
+		// The user the default RBAC binds to system:node-proxier.
+		{"kube-proxy", "system:kube-proxy", ""},
 	}
 	for _, c := range components {
 		var orgs []string

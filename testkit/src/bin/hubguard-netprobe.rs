@@ -18,6 +18,9 @@
 //! kernel refused, or `PROBE error: ...`. With `--uid N` the probes run as that uid with no
 //! capabilities, after the namespace's `net.ipv4.ping_group_range` (a per-namespace sysctl of
 //! the isolated namespace, never the host's) admits every group, as container runtimes set it.
+//! Inside a test node's pod (`--netns pod`) ADDR may also be a name (`tcp:hub.tess-private:8081`),
+//! resolved through the pod's DNS after the namespace is known to be the pod's; elsewhere names
+//! are refused, so nothing is ever resolved from the host.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -45,7 +48,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         .ok_or("usage: hubguard-netprobe serve|probe --netns PATH ...")?;
     let mut netns = None;
     let mut cgroup = None;
-    let mut specs = Vec::new();
+    let mut spec_texts = Vec::new();
     let mut count: u32 = 10_000;
     let mut uid: Option<u32> = None;
     while let Some(arg) = args.next() {
@@ -67,7 +70,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             }
             "--netns" => netns = Some(args.next().ok_or("--netns needs a path")?),
             "--cgroup" => cgroup = Some(args.next().ok_or("--cgroup needs a directory")?),
-            _ => specs.push(parse_spec(&arg)?),
+            _ => spec_texts.push(arg),
         }
     }
     let netns =
@@ -92,6 +95,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
         enter_netns(&netns)?;
         assert_isolated()?;
     }
+    let names_allowed = netns == "pod";
+    let specs = spec_texts
+        .iter()
+        .map(|text| parse_spec(text, names_allowed))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(uid) = uid {
         become_unprivileged(uid)?;
     }
@@ -147,14 +155,16 @@ fn become_unprivileged(uid: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_spec(text: &str) -> Result<(String, SocketAddr, String), String> {
+fn parse_spec(text: &str, names_allowed: bool) -> Result<(String, SocketAddr, String), String> {
     let (kind, addr) = text
         .split_once(':')
         .ok_or_else(|| format!("'{text}' is not KIND:ADDR:PORT"))?;
     let addr = match kind {
-        "tcp" | "udp" | "udpc" => addr
-            .parse()
-            .map_err(|e| format!("'{text}': {e} (IPv6 goes in brackets)"))?,
+        "tcp" | "udp" | "udpc" => match addr.parse() {
+            Ok(addr) => addr,
+            Err(_) if names_allowed && !addr.starts_with('[') => resolve(text, addr)?,
+            Err(e) => return Err(format!("'{text}': {e} (IPv6 goes in brackets)")),
+        },
         "ping" | "raw" => SocketAddr::new(
             addr.parse::<IpAddr>()
                 .map_err(|e| format!("'{text}': {e}"))?,
@@ -167,6 +177,21 @@ fn parse_spec(text: &str) -> Result<(String, SocketAddr, String), String> {
         }
     };
     Ok((kind.to_string(), addr, text.to_string()))
+}
+
+/// A `NAME:PORT` through the pod's resolver (cluster DNS); its first IPv4 address.
+fn resolve(text: &str, name_and_port: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs = name_and_port
+        .to_socket_addrs()
+        .map_err(|e| format!("'{text}': resolving: {e}"))?;
+    let addrs: Vec<SocketAddr> = addrs.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("'{text}': the name has no address"))
 }
 
 fn enter_netns(path: &str) -> Result<(), String> {

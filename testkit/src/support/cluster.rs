@@ -1,7 +1,8 @@
 //! A real one-node cluster for the tests and `scripts/run`: the control plane (etcd,
 //! kube-apiserver, kube-scheduler, kube-controller-manager with per-controller credentials),
-//! containerd with runc, the CNI bridge, and a kubelet, all inside one network namespace with
-//! no link to the host.
+//! containerd with runc, the CNI bridge, a kubelet, kube-proxy (iptables mode: Services'
+//! cluster IPs work) and CoreDNS behind the `kube-dns` Service (Service names resolve), all
+//! inside one network namespace with no link to the host.
 //!
 //! Isolation, in the order it is set up:
 //! - the network namespace gets only `lo`, carrying the node's address, the API server's
@@ -40,9 +41,12 @@ use super::node::{outcomes, Netns};
 
 pub const NODE_NAME: &str = "hubguard-node";
 pub const NODE_IP: &str = "10.250.0.1";
-/// The `kubernetes` Service's address: pods' in-cluster clients use it. There is no kube-proxy,
-/// so it sits on the node's `lo` and the API server listens on port 443 itself.
+/// The `kubernetes` Service's address: pods' in-cluster clients use it. It sits on the node's
+/// `lo` and the API server listens on port 443 itself, so the node's components reach it
+/// before kube-proxy runs (kube-proxy's rule for the Service leads to the same place).
 pub const API_SERVICE_IP: &str = "10.96.0.1";
+/// The `kube-dns` Service's address, which the kubelet gives every pod as its nameserver.
+pub const DNS_SERVICE_IP: &str = "10.96.0.10";
 pub const POD_SUBNET: &str = "10.244.0.0/24";
 pub const METADATA_IP: &str = "169.254.169.254";
 /// A stand-in for a host on the public internet (TEST-NET-2), served inside the node namespace.
@@ -208,6 +212,7 @@ impl Cluster {
         }
         cluster.write_cni_config()?;
         cluster.start_kubelet(options.agent_taint)?;
+        cluster.start_kube_proxy()?;
         cluster.start_scheduler_and_controllers()?;
         cluster.start_forwarder()?;
         cluster.wait_node_ready()?;
@@ -224,6 +229,9 @@ impl Cluster {
                     .unwrap_or(false)
             },
         )?;
+        // The cluster's DNS is a pod like any other: it runs once the node takes pods (after
+        // hubguard's agent, where the node is tainted until then); wait_dns_ready waits for it.
+        cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&cluster_dns_manifests()));
         cluster.costs.node_ready = cluster.started.elapsed();
         Ok(cluster)
     }
@@ -361,6 +369,7 @@ impl Cluster {
         let mut list = vec![
             images::pause(&tools_bin()),
             images::probe(&options.netprobe)?,
+            images::coredns(&tools_bin())?,
         ];
         if let Some(hubguard) = &options.hubguard {
             list.push(images::hubguard(hubguard)?);
@@ -449,7 +458,8 @@ impl Cluster {
         // The API server listens at the `kubernetes` Service's own address and port, which is
         // how pods reach it without kube-proxy; the node's components use the same address.
         let apiserver_args = [
-            // No kube-proxy: webhooks and aggregated APIs are called at their endpoints.
+            // Webhooks and aggregated APIs are called at their endpoints, as before kube-proxy
+            // has written its rules.
             "--enable-aggregator-routing=true",
             "--endpoint-reconciler-type=lease",
         ]
@@ -643,6 +653,7 @@ protectKernelDefaults: true
 resolvConf: {resolv}
 podLogsDir: {logs}
 clusterDomain: cluster.local
+clusterDNS: [{DNS_SERVICE_IP}]
 evictionHard: {{memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -681,6 +692,82 @@ syncFrequency: 10s
             tools_bin().display()
         );
         self.spawn_component("kubelet", &argv, &[("PATH", path)])
+    }
+
+    /// kube-proxy in iptables mode, in the node's namespace: Services' cluster IPs are DNATed
+    /// to their endpoints there. The bridge's netfilter hook is on in every new namespace, so
+    /// replies between pods on the bridge are un-NATed without masquerading everything.
+    /// Conntrack sizes and timeouts are left as they are: some are host-wide.
+    fn start_kube_proxy(&mut self) -> Result<(), ClusterError> {
+        let dir = self.path("kube-proxy");
+        std::fs::create_dir_all(&dir).map_err(io("creating kube-proxy's directory"))?;
+        let kubeconfig = self.controlplane_dir().join("kube-proxy.kubeconfig");
+        let config = format!(
+            r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {{kubeconfig: {kubeconfig}}}
+hostnameOverride: {NODE_NAME}
+mode: iptables
+clusterCIDR: {POD_SUBNET}
+detectLocalMode: ClusterCIDR
+# NodePorts only on the node's address: localhost NodePorts would need route_localnet.
+nodePortAddresses: ["{NODE_IP}/32"]
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+# Root here lacks CAP_SYS_RESOURCE.
+oomScoreAdj: 0
+conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s, udpTimeout: 0s, udpStreamTimeout: 0s}}
+"#,
+            kubeconfig = kubeconfig.display(),
+        );
+        std::fs::write(dir.join("config.yaml"), config)
+            .map_err(io("writing kube-proxy's config"))?;
+        let controlplane = tool("controlplane");
+        let config_flag = format!("--config={}", dir.join("config.yaml").display());
+        self.spawn_component(
+            "kube-proxy",
+            &[controlplane.to_str().unwrap(), "kube-proxy", &config_flag],
+            &[],
+        )?;
+        self.wait_for(
+            "kube-proxy",
+            "kube-proxy wrote no Service rules",
+            Duration::from_secs(60),
+            |cluster| {
+                cluster
+                    .in_node(&["iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES"])
+                    .output()
+                    .map(|out| {
+                        String::from_utf8_lossy(&out.stdout)
+                            .contains(&format!("{API_SERVICE_IP}/32"))
+                    })
+                    .unwrap_or(false)
+            },
+        )
+    }
+
+    /// Waits until the cluster's DNS answers (its pod is ready and the kube-dns Service has it).
+    pub fn wait_dns_ready(&mut self, timeout: Duration) -> Result<(), ClusterError> {
+        self.wait_for(
+            "kubelet",
+            "the cluster's DNS (kube-system/coredns) is not ready",
+            timeout,
+            |cluster| {
+                cluster
+                    .kubectl_output(&[
+                        "get",
+                        "endpointslices",
+                        "-n",
+                        "kube-system",
+                        "-l",
+                        "kubernetes.io/service-name=kube-dns",
+                        "-o",
+                        "jsonpath={.items[*].endpoints[*].conditions.ready}",
+                    ])
+                    .map(|out| String::from_utf8_lossy(&out.stdout).contains("true"))
+                    .unwrap_or(false)
+            },
+        )
     }
 
     fn start_scheduler_and_controllers(&mut self) -> Result<(), ClusterError> {
@@ -1010,7 +1097,12 @@ impl Drop for Cluster {
         if let Some(forwarder) = self.forwarder.take() {
             forwarder.stop();
         }
-        for name in ["kube-controller-manager", "kube-scheduler", "kubelet"] {
+        for name in [
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-proxy",
+            "kubelet",
+        ] {
             self.stop_component(name);
         }
         self.kill_pods();
@@ -1037,6 +1129,12 @@ impl Drop for Cluster {
         let _ = std::fs::remove_dir_all(&self.socket_dir);
         // The network namespace is deleted when `netns` drops, after this.
     }
+}
+
+fn cluster_dns_manifests() -> String {
+    include_str!("cluster-dns.yaml")
+        .replace("IMAGE", images::COREDNS)
+        .replace("DNS_SERVICE_IP", DNS_SERVICE_IP)
 }
 
 fn short_socket_dir() -> PathBuf {

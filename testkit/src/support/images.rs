@@ -19,6 +19,7 @@ pub const PROBE: &str = "hubguard.dev/test/probe:1";
 /// allow for user pods.
 pub const NOTEBOOK: &str = "ghcr.io/tess-platform/tess-notebook:test";
 pub const HUBGUARD: &str = "hubguard.dev/test/hubguard:test";
+pub const COREDNS: &str = "hubguard.dev/test/coredns:1";
 
 /// One file of an image: where it goes, where it comes from.
 struct Entry {
@@ -324,6 +325,11 @@ pub fn probe(netprobe: &Path) -> Result<Image, ImageError> {
         image = image.link(&format!("/bin/{applet}"), "busybox");
     }
     Ok(image)
+}
+
+/// The cluster's DNS: the CoreDNS that `scripts/tools` built (tests/coredns).
+pub fn coredns(tools_bin: &Path) -> Result<Image, ImageError> {
+    Image::new(COREDNS, &["/coredns"]).binary_with_libraries("/coredns", &tools_bin.join("coredns"))
 }
 
 /// hubguard's own image for the test node, from the built binary and its shared libraries.
