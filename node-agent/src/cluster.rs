@@ -1,5 +1,6 @@
 //! What the agent knows of the cluster: this node's pods (a field-selected watch), Services'
-//! cluster IPs, and the pod IPs of the namespaces the policy's rules name. Each is a kube
+//! cluster IPs and selectors, and the pods (IPs, labels, recorded tenant) of the namespaces the
+//! policy's rules name. Each is a kube
 //! reflector store, which swaps in a relist only once it is complete (a restarted watch never
 //! shows a half-empty view); every change wakes the sync loop, which reads a snapshot.
 
@@ -37,6 +38,9 @@ pub struct Inventory {
     pub node_pods: HashMap<String, NodePod>,
     /// `namespace/name` → cluster IPs.
     pub services: HashMap<String, Vec<IpAddr>>,
+    /// `namespace/name` → the Service's pod selector, for Services that have one (the others
+    /// route wherever their hand-made endpoints say, so they stand for no pods).
+    pub service_selectors: HashMap<String, BTreeMap<String, String>>,
     /// namespace → pod UID → its IPs and recorded tenant.
     pub namespace_pods: HashMap<String, HashMap<String, PeerPod>>,
     pub node_pods_listed: bool,
@@ -48,6 +52,8 @@ pub struct Inventory {
 pub struct PeerPod {
     pub ips: Vec<IpAddr>,
     pub tenant: Option<String>,
+    /// What Services select it by.
+    pub labels: BTreeMap<String, String>,
 }
 
 fn peer_pod(pod: &Pod) -> PeerPod {
@@ -57,6 +63,7 @@ fn peer_pod(pod: &Pod) -> PeerPod {
             .labels()
             .get(hubguard_policy::identity::TENANT_LABEL)
             .cloned(),
+        labels: pod.labels().clone(),
     }
 }
 
@@ -168,6 +175,14 @@ fn service_ips(service: &Service) -> Vec<IpAddr> {
     ips
 }
 
+fn service_selector(service: &Service) -> Option<BTreeMap<String, String>> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .filter(|selector| !selector.is_empty())
+}
+
 fn node_pod(pod: &Pod) -> NodePod {
     NodePod {
         namespace: pod.namespace().unwrap_or_default(),
@@ -268,6 +283,13 @@ impl Watches {
                 .state()
                 .iter()
                 .map(|s| (service_key(s), service_ips(s)))
+                .collect(),
+            service_selectors: self
+                .services
+                .store
+                .state()
+                .iter()
+                .filter_map(|s| Some((service_key(s), service_selector(s)?)))
                 .collect(),
             namespace_pods: self
                 .namespaces

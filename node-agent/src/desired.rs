@@ -174,6 +174,7 @@ pub fn cluster_resolved(policy: &Policy, inventory: &Inventory) -> Resolved {
     } else {
         dns.addresses.clone()
     };
+    let services = namespace_services(inventory);
     Resolved {
         cluster_dns,
         services: inventory.services.clone(),
@@ -181,7 +182,15 @@ pub fn cluster_resolved(policy: &Policy, inventory: &Inventory) -> Resolved {
             .namespace_pods
             .iter()
             .map(|(ns, pods)| {
-                let ips = pods.values().flat_map(|p| p.ips.iter().copied()).collect();
+                let mut ips: Vec<IpAddr> =
+                    pods.values().flat_map(|p| p.ips.iter().copied()).collect();
+                ips.extend(
+                    services
+                        .get(ns.as_str())
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|s| s.ips.iter().copied()),
+                );
                 (ns.clone(), ips)
             })
             .collect(),
@@ -193,11 +202,55 @@ pub fn cluster_resolved(policy: &Policy, inventory: &Inventory) -> Resolved {
                     .values()
                     .flat_map(|p| p.ips.iter().map(|ip| (p.tenant.clone(), *ip)))
                     .collect();
+                for service in services.get(ns.as_str()).into_iter().flatten() {
+                    if let Some(tenant) = service_tenant(service.selector, pods) {
+                        peers.extend(service.ips.iter().map(|ip| (tenant.clone(), *ip)));
+                    }
+                }
                 peers.sort();
+                peers.dedup();
                 (ns.clone(), peers)
             })
             .collect(),
     }
+}
+
+/// A Service with a selector: its cluster IPs lead only to pods of its own namespace.
+struct SelectingService<'a> {
+    ips: &'a [IpAddr],
+    selector: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The Services with a selector and a cluster IP, by namespace.
+fn namespace_services(inventory: &Inventory) -> HashMap<&str, Vec<SelectingService<'_>>> {
+    let mut by_namespace: HashMap<&str, Vec<SelectingService<'_>>> = HashMap::new();
+    for (key, selector) in &inventory.service_selectors {
+        let Some(ips) = inventory.services.get(key).filter(|ips| !ips.is_empty()) else {
+            continue;
+        };
+        let namespace = key.split_once('/').map_or("", |(ns, _)| ns);
+        by_namespace
+            .entry(namespace)
+            .or_default()
+            .push(SelectingService { ips, selector });
+    }
+    by_namespace
+}
+
+/// Whose a Service's cluster IP is: the one tenant (or "no tenant") of every pod it selects,
+/// ready or not. A Service that selects no pod, or pods of more than one tenant, is nobody's
+/// peer: whoever reached it could be sent to another tenant's pod.
+fn service_tenant(
+    selector: &std::collections::BTreeMap<String, String>,
+    pods: &HashMap<String, crate::cluster::PeerPod>,
+) -> Option<Option<String>> {
+    let mut selected = pods.values().filter(|pod| {
+        selector
+            .iter()
+            .all(|(key, value)| pod.labels.get(key) == Some(value))
+    });
+    let tenant = selected.next()?.tenant.clone();
+    selected.all(|pod| pod.tenant == tenant).then_some(tenant)
 }
 
 /// Standalone: the listed cgroups with their classes.
@@ -327,6 +380,138 @@ mod tests {
                 .collect();
             assert_eq!(pod_class(&p, ns, &labels), *want, "case {name}");
         }
+    }
+
+    /// A Service's name and selector, and the peers its cluster IP is expected to give.
+    type ServiceCase = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [Option<&'static str>],
+    );
+
+    #[test]
+    fn service_cluster_ips_are_the_peers_of_the_one_tenant_they_lead_to() {
+        let pod =
+            |tenant: Option<&str>, ip: &str, labels: &[(&str, &str)]| crate::cluster::PeerPod {
+                ips: vec![ip.parse().unwrap()],
+                tenant: tenant.map(str::to_string),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            };
+        let pods = HashMap::from([
+            (
+                "a1".to_string(),
+                pod(
+                    Some("alice"),
+                    "10.244.0.11",
+                    &[
+                        ("dask.org/cluster-name", "a"),
+                        ("dask.org/component", "scheduler"),
+                    ],
+                ),
+            ),
+            (
+                "a2".to_string(),
+                pod(
+                    Some("alice"),
+                    "10.244.0.12",
+                    &[
+                        ("dask.org/cluster-name", "a"),
+                        ("dask.org/component", "worker"),
+                    ],
+                ),
+            ),
+            (
+                "b1".to_string(),
+                pod(
+                    Some("bob"),
+                    "10.244.0.21",
+                    &[
+                        ("dask.org/cluster-name", "b"),
+                        ("dask.org/component", "scheduler"),
+                    ],
+                ),
+            ),
+            (
+                "h".to_string(),
+                pod(None, "10.244.0.2", &[("component", "hub")]),
+            ),
+        ]);
+        let cases: &[ServiceCase] = &[
+            (
+                "alice's scheduler",
+                &[
+                    ("dask.org/cluster-name", "a"),
+                    ("dask.org/component", "scheduler"),
+                ],
+                &[Some("alice")],
+            ),
+            (
+                "all of alice's cluster",
+                &[("dask.org/cluster-name", "a")],
+                &[Some("alice")],
+            ),
+            (
+                "bob's scheduler",
+                &[("dask.org/cluster-name", "b")],
+                &[Some("bob")],
+            ),
+            ("the hub: no tenant", &[("component", "hub")], &[None]),
+            (
+                "both tenants' schedulers: nobody's",
+                &[("dask.org/component", "scheduler")],
+                &[],
+            ),
+            (
+                "selects nothing: nobody's",
+                &[("dask.org/cluster-name", "c")],
+                &[],
+            ),
+        ];
+        for (index, (name, selector, want)) in cases.iter().enumerate() {
+            let key = format!("hub/svc-{index}");
+            let ip: IpAddr = format!("10.96.5.{}", index + 1).parse().unwrap();
+            let inventory = Inventory {
+                services: HashMap::from([(key.clone(), vec![ip])]),
+                service_selectors: HashMap::from([(
+                    key,
+                    selector
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )]),
+                namespace_pods: HashMap::from([("hub".to_string(), pods.clone())]),
+                ..Inventory::default()
+            };
+            let resolved = cluster_resolved(&policy(), &inventory);
+            let owners: Vec<Option<&str>> = resolved.namespace_tenants["hub"]
+                .iter()
+                .filter(|(_, peer)| *peer == ip)
+                .map(|(tenant, _)| tenant.as_deref())
+                .collect();
+            assert_eq!(owners, *want, "case {name}");
+            assert!(
+                resolved.namespaces["hub"].contains(&ip),
+                "case {name}: a Service with a selector leads into its namespace"
+            );
+        }
+        // A Service without a selector routes wherever its hand-made endpoints say.
+        let inventory = Inventory {
+            services: HashMap::from([(
+                "hub/manual".to_string(),
+                vec!["10.96.6.1".parse().unwrap()],
+            )]),
+            namespace_pods: HashMap::from([("hub".to_string(), pods)]),
+            ..Inventory::default()
+        };
+        let resolved = cluster_resolved(&policy(), &inventory);
+        let manual: IpAddr = "10.96.6.1".parse().unwrap();
+        assert!(!resolved.namespaces["hub"].contains(&manual));
+        assert!(!resolved.namespace_tenants["hub"]
+            .iter()
+            .any(|(_, ip)| *ip == manual));
     }
 
     #[test]
