@@ -357,7 +357,31 @@ fn hubguard_part_lints_and_renders_for_every_hub() {
                     "no dask NetworkPolicy without dask"
                 );
             } else {
-                find_object(&objects, "NetworkPolicy", "-dask");
+                let policy = find_object(&objects, "NetworkPolicy", "-dask");
+                let dask = &policy["spec"]["podSelector"];
+                assert_eq!(
+                    dask["matchLabels"]["gateway.dask.org/instance"],
+                    format!("{deployment}-dask-gateway"),
+                    "selects this hub's gateway clusters"
+                );
+                // Every rule that names pods names ports: no pod of the namespace, a Dask pod
+                // included, reaches another on every port.
+                for direction in ["ingress", "egress"] {
+                    for rule in policy["spec"][direction].as_array().unwrap() {
+                        let peers = rule["from"].as_array().or(rule["to"].as_array()).unwrap();
+                        assert!(
+                            rule["ports"].as_array().is_some_and(|p| !p.is_empty()),
+                            "{direction} rule without ports: {rule}"
+                        );
+                        if peers.iter().any(|p| p["podSelector"] == *dask) {
+                            assert_eq!(
+                                rule["ports"],
+                                json!([{"port": 8786, "endPort": 8790, "protocol": "TCP"}]),
+                                "Dask to Dask on the ports the hub fixes"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

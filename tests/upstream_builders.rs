@@ -254,6 +254,81 @@ fn gateway_pods_pass_for_every_offered_option() {
     }
 }
 
+/// The ports a gateway worker's container listens on, from the arguments the backend gives it.
+fn worker_listen_ports(worker: &Value) -> Vec<(String, String)> {
+    let container = &worker["spec"]["containers"][0];
+    let argv: Vec<String> = ["command", "args"]
+        .iter()
+        .flat_map(|key| container[*key].as_array().cloned().unwrap_or_default())
+        .map(|v| text(&v).to_string())
+        .collect();
+    argv.windows(2)
+        .filter(|pair| pair[0].ends_with("-port"))
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect()
+}
+
+#[test]
+fn a_users_gateway_cluster_is_recorded_as_theirs_and_its_workers_listen_where_the_agent_opens() {
+    let deployment = "tess-private";
+    let values = layered_values(deployment, "prod");
+    let preset: Value = serde_norway::from_str(
+        &std::fs::read_to_string(crate::support::root().join("policies/tess-private.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let dask_to_dask = preset["spec"]["classes"]["dask"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["to"]["sameTenant"] == true)
+        .expect("the dask class's same-tenant rule")
+        .clone();
+    let mut checked = Vec::new();
+    for user in USERS {
+        let mut request = gateway_request(&values, deployment, vec![json!({})], json!({}));
+        request["gateway"]["user"] = json!(user);
+        let built = dask(&request);
+        let tenant = model::username_label(user);
+        for role in ["scheduler", "worker"] {
+            let pod = &built[0][role];
+            assert_eq!(
+                pod["metadata"]["labels"]["hub.jupyter.org/username"],
+                json!(tenant),
+                "{user:?}'s gateway {role} carries KubeSpawner's label for them"
+            );
+            let report = check_report(deployment, &gateway_controller(deployment), pod);
+            let judged = &report["objects"][0];
+            assert_eq!(
+                judged["decision"], "allowed",
+                "{user:?}'s gateway {role}: {report:#}"
+            );
+            assert_eq!(
+                judged["pods"][0],
+                json!({"path": "spec", "class": "dask", "tenant": tenant}),
+                "{user:?}'s gateway {role} is recorded as theirs"
+            );
+        }
+        let ports = worker_listen_ports(&built[0]["worker"]);
+        assert_eq!(
+            ports,
+            [
+                ("--worker-port".to_string(), "8789".to_string()),
+                ("--nanny-port".to_string(), "8790".to_string())
+            ],
+            "{user:?}'s worker listens on fixed ports"
+        );
+        for (_, port) in &ports {
+            assert!(
+                port_in(&dask_to_dask["ports"], port.parse().unwrap()),
+                "the preset's dask-to-dask rule opens the worker's port {port}"
+            );
+        }
+        checked.push(tenant);
+    }
+    eprintln!("gateway clusters recorded as their users': {checked:?}");
+}
+
 #[test]
 fn gateway_refuses_sizes_beyond_its_options_and_hubguard_what_a_lax_handler_lets_through() {
     let deployment = "tess-private";
