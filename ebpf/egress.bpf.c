@@ -5,9 +5,10 @@
 // every IPv4/IPv6 socket it creates, and answer allow or deny (EPERM). The maps hold the whole
 // policy; the node agent decides what goes in them. The kernel side only looks up and reports.
 //
-// Order of a decision: loopback is always allowed; an IPv6 address that carries an IPv4
-// address the network delivers to (v4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4) is
-// judged as that IPv4 address; otherwise the destination is looked up in the trie of the
+// Order of a decision: loopback is always allowed, and so is the unspecified address (0.0.0.0,
+// ::), which the kernel routes to loopback (programs probe routes with it); an IPv6 address
+// that carries an IPv4 address the network delivers to (v4-mapped, IPv4-compatible, NAT64
+// 64:ff9b::/96, 6to4) is judged as that IPv4 address; otherwise the destination is looked up in the trie of the
 // class that owns the calling cgroup (a cgroup the agent has not mapped yet gets class 0, the
 // strictest); the entry found says which ports and protocols it allows and whether it is a
 // credential endpoint (for the reason reported).
@@ -277,7 +278,7 @@ static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, 
 
 static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
 {
-	if ((bpf_ntohl(addr) >> 24) == 127)
+	if ((bpf_ntohl(addr) >> 24) == 127 || addr == 0)
 		return VERDICT_ALLOW;
 	__u64 cgroup_id, tenant_id = 0;
 	__u8 dry_run;

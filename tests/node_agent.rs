@@ -71,6 +71,10 @@ const USER_CASES: &[(&str, &str, Option<&str>)] = &[
     ("tcp:127.0.0.1:8080", "ok", None),
     ("udp:127.0.0.1:8053", "ok", None),
     ("tcp:[::1]:8080", "ok", None),
+    // The unspecified address is this host (the kernel routes it to loopback).
+    ("tcp:0.0.0.0:8080", "ok", None),
+    ("udpc:0.0.0.0:8053", "ok", None),
+    ("tcp:[::]:8080", "ok", None),
 ];
 
 fn user_cases() -> Vec<(&'static str, &'static str)> {

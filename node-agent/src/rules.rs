@@ -427,7 +427,7 @@ fn allows(table: &RuleTable, class: ClassId, addr: IpAddr, port: u16, protocol: 
         IpAddr::V6(v6) => hubguard_policy::egress::embedded_ipv4(&v6).map_or(addr, IpAddr::V4),
         v4 => v4,
     };
-    if addr.is_loopback() {
+    if addr.is_loopback() || addr.is_unspecified() {
         return true;
     }
     let best = table
@@ -662,6 +662,24 @@ mod tests {
             ),
             ("loopback", ClassId::User, "127.0.0.1", 9999, TCP, true),
             ("loopback v6", ClassId::User, "::1", 9999, UDP, true),
+            // The kernel routes the unspecified address to loopback; glibc's address sorting
+            // and distributed probe routes with UDP connect()s to it.
+            (
+                "unspecified: this host",
+                ClassId::User,
+                "0.0.0.0",
+                8789,
+                UDP,
+                true,
+            ),
+            (
+                "unspecified v6: this host",
+                ClassId::User,
+                "::",
+                8789,
+                UDP,
+                true,
+            ),
             (
                 "platform anywhere",
                 ClassId::Platform,
