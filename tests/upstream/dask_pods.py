@@ -9,7 +9,9 @@ Reads one JSON request on stdin and prints one JSON answer:
   configuration (KubeBackend.process_cluster_options), the controller makes the pods from it
   (KubeController.make_pod). `overrides` are configuration fields set after the handler, as a
   lax handler that passed them from the user would. Each answer is {"options", "scheduler",
-  "worker"} or {"options", "error"} where the gateway refuses the options itself.
+  "worker", "secret", "service"} (the cluster's credentials and its scheduler's Service, as
+  the controller makes them) or {"options", "error"} where the gateway refuses the options
+  itself.
 - {"kubecluster": {"name", "image", "resources", "n_workers"}}: the DaskCluster a plain
   `KubeCluster(...)` creates (dask-kubernetes' make_cluster_spec).
 - {"operator": {"cluster": <the DaskCluster as stored>, "workers": N}}: what the
@@ -115,6 +117,10 @@ async def gateway(request):
             pod = controller.make_pod(frozen.namespace, name, frozen, is_worker=is_worker)
             pod["metadata"]["namespace"] = frozen.namespace
             pods[role] = pod
+        # The cluster's credentials (a TLS key pair for this cluster, the scheduler API's
+        # token) and its scheduler's headless Service, as the controller creates them.
+        pods["secret"] = controller.make_secret(name)
+        pods["service"] = controller.make_service(name)
         out.append({"options": options, **pods})
     return out
 

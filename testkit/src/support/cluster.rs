@@ -577,6 +577,19 @@ state = "{root}/state"
         )
     }
 
+    /// Writes `image` as an archive and loads it into the node's containerd: an image only
+    /// some tests need, on a node that is already up.
+    pub fn load_image(&self, image: &images::Image) -> Result<(), ClusterError> {
+        let dir = self.path("images");
+        std::fs::create_dir_all(&dir).map_err(io("creating the images directory"))?;
+        let file = dir.join(format!("{}.tar", image.name().replace(['/', ':'], "_")));
+        image.write_archive(&file)?;
+        self.import_image(&file)?;
+        // The archive is a copy of what containerd now holds.
+        let _ = std::fs::remove_file(&file);
+        Ok(())
+    }
+
     fn import_image(&self, archive: &Path) -> Result<(), ClusterError> {
         let ctr = tool("ctr");
         let socket = self.containerd_socket();

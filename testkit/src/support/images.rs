@@ -40,6 +40,9 @@ pub struct Image {
     /// Symbolic links: path in the image, target.
     links: Vec<(String, String)>,
     entrypoint: Vec<String>,
+    /// The default arguments (the OCI config's Cmd) when a pod gives none.
+    arguments: Vec<String>,
+    environment: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,8 @@ impl Image {
             entries: Vec::new(),
             links: Vec::new(),
             entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            arguments: Vec::new(),
+            environment: vec!["PATH=/bin:/usr/bin".to_string()],
         }
     }
 
@@ -119,7 +124,13 @@ impl Image {
         builder.mode(tar::HeaderMode::Deterministic);
         builder.follow_symlinks(true);
         let mut directories = BTreeSet::new();
-        for entry in &self.entries {
+        // The same library can come from two binaries' lists: each path once.
+        let mut written = std::collections::HashSet::new();
+        for entry in self
+            .entries
+            .iter()
+            .filter(|entry| written.insert(entry.image_path.as_str()))
+        {
             let mut parent = Path::new(&entry.image_path).parent();
             let mut missing = Vec::new();
             while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
@@ -187,14 +198,18 @@ impl Image {
     pub fn write_archive(&self, path: &Path) -> Result<(), ImageError> {
         let layer = self.layer()?;
         let layer_digest = digest(&layer);
+        let mut runtime = json!({
+            "Entrypoint": self.entrypoint,
+            "Env": self.environment,
+            "WorkingDir": "/",
+        });
+        if !self.arguments.is_empty() {
+            runtime["Cmd"] = json!(self.arguments);
+        }
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
-            "config": {
-                "Entrypoint": self.entrypoint,
-                "Env": ["PATH=/bin:/usr/bin"],
-                "WorkingDir": "/",
-            },
+            "config": runtime,
             "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
         }))
         .expect("a JSON value serialises");
@@ -301,9 +316,27 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, ImageError> {
                 Some((_, rest)) => rest.split_whitespace().next(),
                 None => line.split_whitespace().next(),
             }?;
-            path.starts_with('/').then(|| PathBuf::from(path))
+            path.starts_with('/')
+                .then(|| lexically_normal(Path::new(path)))
         })
         .collect())
+}
+
+/// `path` without `.` and `..` components (wheels' libraries are found through relative
+/// run paths such as `PIL/../pillow.libs`). Links are not resolved: the loader looks a library
+/// up by the name it was linked against.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// The node's sandbox image: a static program that holds a pod's namespaces.
@@ -330,6 +363,134 @@ pub fn probe(netprobe: &Path) -> Result<Image, ImageError> {
 /// The cluster's DNS: the CoreDNS that `scripts/tools` built (tests/coredns).
 pub fn coredns(tools_bin: &Path) -> Result<Image, ImageError> {
     Image::new(COREDNS, &["/coredns"]).binary_with_libraries("/coredns", &tools_bin.join("coredns"))
+}
+
+/// The probe image's tools plus a Python environment `scripts/pyenv` made: its interpreter, the
+/// standard library, the environment at the same path, and every shared library they load.
+/// The test node's notebook and Dask pods run it under the platform's notebook image name.
+pub fn probe_with_python(netprobe: &Path, python: &Path, name: &str) -> Result<Image, ImageError> {
+    let layout = python_layout(python)?;
+    let mut image = probe(netprobe)?;
+    image.name = name.to_string();
+    image.aliases.clear();
+    let mut libraries = BTreeSet::new();
+    let mut files = Vec::new();
+    for tree in [&layout.stdlib, &layout.environment] {
+        walk(tree, &mut |path, metadata| {
+            let relative = path.strip_prefix(tree).unwrap_or(path);
+            if tree == &layout.stdlib && relative.starts_with("test") {
+                return;
+            }
+            if metadata.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(path) {
+                    image.links.push((
+                        path.display()
+                            .to_string()
+                            .trim_start_matches('/')
+                            .to_string(),
+                        target.display().to_string(),
+                    ));
+                }
+            } else if metadata.is_file() {
+                files.push(path.to_path_buf());
+            }
+        })?;
+    }
+    let mut binaries = vec![layout.executable.clone()];
+    binaries.extend(
+        files
+            .iter()
+            .filter(|f| {
+                f.extension().is_some_and(|e| e == "so") || f.to_string_lossy().contains(".so.")
+            })
+            .cloned(),
+    );
+    for binary in &binaries {
+        libraries.extend(shared_libraries(binary)?);
+    }
+    let own: BTreeSet<PathBuf> = files.iter().cloned().collect();
+    image = image.file(&layout.executable.display().to_string(), &layout.executable);
+    for file in files
+        .iter()
+        .chain(libraries.iter().filter(|l| !own.contains(*l)))
+    {
+        image = image.file(&file.display().to_string(), file);
+    }
+    for (link, target) in &layout.interpreter_links {
+        image = image.link(&link.display().to_string(), &target.display().to_string());
+    }
+    image.environment = vec![format!(
+        "PATH={}:/bin:/usr/bin",
+        layout.environment.join("bin").display()
+    )];
+    // As repo2docker's images do: the entrypoint runs the pod's arguments (dask-gateway gives
+    // only arguments, `dask-scheduler ...`), found on the PATH.
+    image.entrypoint = ["/bin/sh", "-c", "exec \"$@\"", "--"]
+        .map(String::from)
+        .to_vec();
+    image.arguments = ["/bin/sleep", "infinity"].map(String::from).to_vec();
+    Ok(image)
+}
+
+/// Where a Python environment's parts are, as its interpreter says.
+struct PythonLayout {
+    /// The real interpreter binary the environment runs.
+    executable: PathBuf,
+    /// The links that lead to it (`/usr/bin/python3` → `python3.11`), as on the host.
+    interpreter_links: Vec<(PathBuf, PathBuf)>,
+    stdlib: PathBuf,
+    environment: PathBuf,
+}
+
+fn python_layout(python: &Path) -> Result<PythonLayout, ImageError> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import os, sys, sysconfig; print(os.path.realpath(sys.executable)); \
+             print(sysconfig.get_paths()['stdlib']); print(sys.prefix)",
+        ])
+        .output()
+        .map_err(io(format!("running {}", python.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let [executable, stdlib, environment] = lines[..] else {
+        return Err(ImageError::Io {
+            what: format!("asking {} where its parts are", python.display()),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+        });
+    };
+    // The environment's bin/python names an interpreter by a path that may be a chain of
+    // links; the image keeps the chain.
+    let mut interpreter_links = Vec::new();
+    let mut at = std::fs::read_link(python.parent().unwrap_or(Path::new("/")).join("python"))
+        .map(|t| python.parent().unwrap_or(Path::new("/")).join(t))
+        .unwrap_or_default();
+    while let Ok(target) = std::fs::read_link(&at) {
+        interpreter_links.push((at.clone(), target.clone()));
+        at = at.parent().unwrap_or(Path::new("/")).join(target);
+    }
+    Ok(PythonLayout {
+        executable: PathBuf::from(executable),
+        interpreter_links,
+        stdlib: PathBuf::from(stdlib),
+        environment: PathBuf::from(environment),
+    })
+}
+
+/// Every entry below `dir` (not following links), depth first.
+fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> Result<(), ImageError> {
+    let entries = std::fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io(format!("reading {}", dir.display())))?;
+        let path = entry.path();
+        let metadata =
+            std::fs::symlink_metadata(&path).map_err(io(format!("reading {}", path.display())))?;
+        visit(&path, &metadata);
+        if metadata.is_dir() {
+            walk(&path, visit)?;
+        }
+    }
+    Ok(())
 }
 
 /// hubguard's own image for the test node, from the built binary and its shared libraries.
