@@ -40,6 +40,11 @@ struct Node {
 
 impl Node {
     fn up(agent_taint: bool) -> Node {
+        Node::up_with(agent_taint, false)
+    }
+
+    /// A node that also enforces NetworkPolicy (kube-router's firewall).
+    fn up_with(agent_taint: bool, network_policy: bool) -> Node {
         require_root();
         let dir = TempDir::new("real-node");
         let host_sysctls = host_kernel_settings();
@@ -48,6 +53,7 @@ impl Node {
             hubguard: Some(release_hubguard()),
             netprobe: binary("hubguard-netprobe"),
             agent_taint,
+            network_policy,
         })
         .unwrap_or_else(|e| panic!("the test node did not come up: {e}"));
         assert_eq!(
@@ -1993,6 +1999,41 @@ with Client("tls://dask-{cluster}.tess-private:8786", security=security, timeout
     )
 }
 
+/// The secured hub's Dask NetworkPolicy as charts/secured-hub renders it for tess-private (the
+/// chart alone: its upstream dependencies are not needed for this template).
+fn dask_network_policy(node: &Node) -> String {
+    let dir = TempDir::new("secured-hub");
+    let chart = dir.path("secured-hub");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    let source = root().join("charts/secured-hub");
+    let manifest = std::fs::read_to_string(source.join("Chart.yaml")).unwrap();
+    let without_dependencies = manifest.split("\ndependencies:").next().unwrap();
+    std::fs::write(chart.join("Chart.yaml"), without_dependencies).unwrap();
+    std::fs::copy(source.join("values.yaml"), chart.join("values.yaml")).unwrap();
+    std::fs::copy(
+        source.join("templates/dask-networkpolicy.yaml"),
+        chart.join("templates/dask-networkpolicy.yaml"),
+    )
+    .unwrap();
+    let out = node.helm(&[
+        "template",
+        "tess-private",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "tess-private",
+        "--set",
+        "dask-gateway.enabled=true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(rendered.contains("kind: NetworkPolicy"), "{rendered}");
+    rendered
+}
+
 /// The agent's denial log lines for one namespace (JSON lines, each event's fields at the top
 /// level).
 fn agent_denials(node: &Node, namespace: &str) -> Vec<serde_json::Value> {
@@ -2013,9 +2054,14 @@ fn agent_denials(node: &Node, namespace: &str) -> Vec<serde_json::Value> {
 #[test]
 fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() {
     let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut node = Node::up(false);
+    let mut node = Node::up_with(false, true);
     node.apply(&tenants_fixture());
     node.apply(GATEWAY_CONTROLLER);
+    // Installed in the release's namespace, as Helm installs the template (it names none).
+    node.cluster.kubectl_stdin(
+        &["apply", "-n", "tess-private", "-f", "-"],
+        Some(&dask_network_policy(&node)),
+    );
     node.install_hubguard("install", &[]);
     let started = Instant::now();
     let image =
@@ -2071,7 +2117,23 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Notebooks reach a scheduler through the gateway's traefik, which passes TLS through: the
+    // only way in the Dask NetworkPolicy leaves besides Dask pods and the gateway's API. The
+    // test's client runs where traefik runs, in a pod labelled as the chart labels traefik.
+    node.apply(
+        &probe_pod_running(
+            "tess-private",
+            "traefik-stand-in",
+            "app.kubernetes.io/name: dask-gateway, app.kubernetes.io/component: traefik, \
+             gateway.dask.org/instance: tess-private-dask-gateway",
+            "{requests: {cpu: 100m, memory: 256Mi}, limits: {cpu: '1', memory: 1Gi}}",
+            "",
+            "exec /bin/sleep 3600",
+        )
+        .replace(images::NOTEBOOK, TESS_NOTEBOOK),
+    );
     for pod in [
+        "traefik-stand-in".to_string(),
         "alice-notebook".to_string(),
         format!("dask-scheduler-{alice_cluster}"),
         format!("dask-worker-{alice_cluster}-0"),
@@ -2096,15 +2158,16 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
         );
     }
 
-    // The computation, from Alice's notebook.
+    // The computation, for Alice, from traefik's place.
     let denials_before = agent_denials(&node, "tess-private").len();
+    let drops_before = node.cluster.network_policy_drops();
     let secret = &alice_objects[0];
     let script = dask_client_script(&alice_cluster, secret);
     let out = node.cluster.kubectl_output(&[
         "exec",
         "-n",
         "tess-private",
-        "alice-notebook",
+        "traefik-stand-in",
         "--",
         "python",
         "-c",
@@ -2138,6 +2201,8 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
     assert_eq!(result["workers"], 2, "{result}");
     assert_eq!(result["shuffled_rows"], 40000, "{result}");
     assert!(result["matmul"].as_f64().unwrap() > 0.0, "{result}");
+    let drops = node.cluster.network_policy_drops() - drops_before;
+    assert_eq!(drops, 0, "NetworkPolicy dropped packets of the computation");
     let during: Vec<serde_json::Value> = agent_denials(&node, "tess-private")
         .into_iter()
         .skip(denials_before)
@@ -2217,6 +2282,43 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
             (&format!("tcp:{alice_scheduler}:8786"), "EPERM"),
             (&format!("tcp:{alice_scheduler}:8787"), "EPERM"),
         ],
+    );
+    // Alice's notebook straight to her own scheduler: the agent lets it (her tenant), the Dask
+    // NetworkPolicy does not (notebooks come through traefik). The connection never opens and
+    // the firewall counts the drop: the second layer is enforced, not only rendered.
+    let drops_before = node.cluster.network_policy_drops();
+    let direct = format!("tcp:{alice_scheduler}:8786");
+    let outcome = node
+        .cluster
+        .probe_from("tess-private", "alice-notebook", &[&direct]);
+    let outcome = outcome.get(&direct).cloned().unwrap_or_default();
+    let firewall = || {
+        let rules = node
+            .cluster
+            .in_node(&["iptables-save", "-c", "-t", "filter"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        format!(
+            "{}\nkube-router's log ends:\n{}",
+            rules
+                .lines()
+                .filter(|l| l.contains("KUBE-ROUTER")
+                    || l.contains("KUBE-POD-FW")
+                    || l.contains("KUBE-NWPLCY"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            node.cluster.log_tail("kube-router", 30)
+        )
+    };
+    assert!(
+        outcome.starts_with("error") && !outcome.contains("greeting") && outcome != "EPERM",
+        "Alice's notebook to her scheduler, directly: {outcome}\n{}",
+        firewall()
+    );
+    assert!(
+        node.cluster.network_policy_drops() > drops_before,
+        "NetworkPolicy counted no drop for {direct}"
     );
     // The log read above for "no denial" is the one that shows these refusals.
     let refused: Vec<serde_json::Value> = agent_denials(&node, "tess-private");

@@ -80,6 +80,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         hubguard: None,
         netprobe: beside_me("hubguard-netprobe"),
         agent_taint: false,
+        network_policy: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));

@@ -5,8 +5,8 @@
 //! inside one network namespace with no link to the host.
 //!
 //! Isolation, in the order it is set up:
-//! - the network namespace gets only `lo`, carrying the node's address, the API server's
-//!   Service address, a fake metadata address and a fake public host; it is asserted to have no
+//! - the network namespace gets only `lo`, carrying the node's address (where the API server
+//!   listens), a fake metadata address and a fake public host; it is asserted to have no
 //!   other link and no default route before anything starts. The CNI bridge and the pods' veths
 //!   are made inside it later;
 //! - a holder process owns it and a private mount namespace, where tmpfs covers the paths
@@ -41,9 +41,13 @@ use super::node::{outcomes, Netns};
 
 pub const NODE_NAME: &str = "hubguard-node";
 pub const NODE_IP: &str = "10.250.0.1";
-/// The `kubernetes` Service's address: pods' in-cluster clients use it. It sits on the node's
-/// `lo` and the API server listens on port 443 itself, so the node's components reach it
-/// before kube-proxy runs (kube-proxy's rule for the Service leads to the same place).
+/// The API server's port on the node's address, where the node's components reach it. Pods
+/// use the `kubernetes` Service (10.96.0.1:443), which kube-proxy leads here, as in clusters
+/// kubeadm makes: a component that reached the API server through the Service would lose it
+/// while the API server restarts (its endpoint goes, kube-proxy rejects the Service) and could
+/// not learn that it is back.
+pub const API_PORT: u16 = 6443;
+/// The `kubernetes` Service's address (the first of the Service range).
 pub const API_SERVICE_IP: &str = "10.96.0.1";
 /// The `kube-dns` Service's address, which the kubelet gives every pod as its nameserver.
 pub const DNS_SERVICE_IP: &str = "10.96.0.10";
@@ -86,6 +90,9 @@ pub struct Options {
     pub netprobe: PathBuf,
     /// Register the node with hubguard's not-ready taint.
     pub agent_taint: bool,
+    /// Enforce NetworkPolicy (kube-router's firewall), as a cluster that has a NetworkPolicy
+    /// provider does.
+    pub network_policy: bool,
 }
 
 /// What the cluster cost, for the harness to print.
@@ -178,7 +185,6 @@ impl Cluster {
             "node",
             &[
                 &format!("{NODE_IP}/32"),
-                &format!("{API_SERVICE_IP}/32"),
                 &format!("{METADATA_IP}/32"),
                 &format!("{PUBLIC_IP}/32"),
             ],
@@ -213,6 +219,9 @@ impl Cluster {
         cluster.write_cni_config()?;
         cluster.start_kubelet(options.agent_taint)?;
         cluster.start_kube_proxy()?;
+        if options.network_policy {
+            cluster.start_network_policy()?;
+        }
         cluster.start_scheduler_and_controllers()?;
         cluster.start_forwarder()?;
         cluster.wait_node_ready()?;
@@ -455,8 +464,6 @@ impl Cluster {
     fn start_control_plane(&mut self) -> Result<(), ClusterError> {
         let dir = self.controlplane_dir();
         let controlplane = tool("controlplane");
-        // The API server listens at the `kubernetes` Service's own address and port, which is
-        // how pods reach it without kube-proxy; the node's components use the same address.
         let apiserver_args = [
             // Webhooks and aggregated APIs are called at their endpoints, as before kube-proxy
             // has written its rules.
@@ -472,9 +479,9 @@ impl Cluster {
                 "--dir",
                 dir.to_str().unwrap(),
                 "--address",
-                API_SERVICE_IP,
+                NODE_IP,
                 "--port",
-                "443",
+                &API_PORT.to_string(),
                 "--node",
                 NODE_NAME,
                 "--apiserver-args",
@@ -759,6 +766,69 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         )
     }
 
+    /// kube-router 2's firewall alone (no routing, no service proxy, no CNI: the bridge and
+    /// kube-proxy do those), enforcing NetworkPolicy in the node's namespace with iptables and
+    /// ipsets; bridged pod-to-pod traffic passes it through the bridge's netfilter hook. It acts
+    /// with the admin's credentials (a test cluster's component, not a pod).
+    fn start_network_policy(&mut self) -> Result<(), ClusterError> {
+        let kube_router = tool("kube-router");
+        let kubeconfig = format!(
+            "--kubeconfig={}",
+            self.controlplane_dir().join("admin.kubeconfig").display()
+        );
+        self.spawn_component(
+            "kube-router",
+            &[
+                kube_router.to_str().unwrap(),
+                &kubeconfig,
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--enable-cni=false",
+                "--enable-ipv6=false",
+                &format!("--hostname-override={NODE_NAME}"),
+                "--health-port=0",
+                "--v=1",
+            ],
+            &[(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            )],
+        )?;
+        self.wait_for(
+            "kube-router",
+            "kube-router wrote no firewall chains",
+            Duration::from_secs(60),
+            |cluster| {
+                cluster
+                    .in_node(&["iptables", "-w", "-S", "FORWARD"])
+                    .output()
+                    .map(|out| String::from_utf8_lossy(&out.stdout).contains("KUBE-ROUTER-FORWARD"))
+                    .unwrap_or(false)
+            },
+        )
+    }
+
+    /// Packets NetworkPolicy has dropped so far: the counters of the firewall's drop and
+    /// reject rules (0 without an enforcer).
+    pub fn network_policy_drops(&self) -> u64 {
+        let out = self
+            .in_node(&["iptables-save", "-c", "-t", "filter"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter(|line| {
+                line.contains("-A KUBE-")
+                    && (line.contains("-j REJECT") || line.contains("-j DROP"))
+            })
+            .filter_map(|line| {
+                let counters = line.strip_prefix('[')?.split(']').next()?;
+                counters.split(':').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
     /// Waits until the cluster's DNS answers (its pod is ready and the kube-dns Service has it).
     pub fn wait_dns_ready(&mut self, timeout: Duration) -> Result<(), ClusterError> {
         self.wait_for(
@@ -840,12 +910,12 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
     }
 
     fn start_forwarder(&mut self) -> Result<(), ClusterError> {
-        let target: SocketAddr = format!("{API_SERVICE_IP}:443").parse().expect("an address");
+        let target: SocketAddr = format!("{NODE_IP}:{API_PORT}").parse().expect("an address");
         let forwarder = Forwarder::start(&self.netns.path(), target)?;
         let admin = std::fs::read_to_string(self.controlplane_dir().join("admin.kubeconfig"))
             .map_err(io("reading the admin kubeconfig"))?;
         let host_side = admin.replace(
-            &format!("https://{API_SERVICE_IP}:443"),
+            &format!("https://{NODE_IP}:{API_PORT}"),
             &format!("https://127.0.0.1:{}", forwarder.port),
         );
         std::fs::write(&self.kubeconfig, host_side).map_err(io("writing the admin kubeconfig"))?;
@@ -1113,6 +1183,7 @@ impl Drop for Cluster {
         for name in [
             "kube-controller-manager",
             "kube-scheduler",
+            "kube-router",
             "kube-proxy",
             "kubelet",
         ] {
