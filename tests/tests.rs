@@ -13,5 +13,6 @@ mod mutating_policy;
 mod node_agent;
 mod node_agent_cluster;
 mod real_node;
+mod real_node_dask;
 mod upstream_builders;
 mod webhook;
