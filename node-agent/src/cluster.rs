@@ -1,8 +1,8 @@
 //! What the agent knows of the cluster: this node's pods (a field-selected watch), Services'
 //! cluster IPs and selectors, and the pods (IPs, labels, recorded tenant) of the namespaces the
-//! policy's rules name. Each is a kube
-//! reflector store, which swaps in a relist only once it is complete (a restarted watch never
-//! shows a half-empty view); every change wakes the sync loop, which reads a snapshot.
+//! policy's rules name. Each is a kube reflector store, which swaps in a relist only once it is
+//! complete (a restarted watch never shows a half-empty view); every change wakes the sync
+//! loop, which reads a snapshot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -269,6 +269,8 @@ impl Watches {
     pub fn inventory(&self) -> Inventory {
         let service_key =
             |s: &Service| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+        // One snapshot for both: a Service's addresses and selector from the same version.
+        let services = self.services.store.state();
         Inventory {
             node_pods: self
                 .node_pods
@@ -277,17 +279,11 @@ impl Watches {
                 .iter()
                 .filter_map(|p| Some((p.uid()?, node_pod(p))))
                 .collect(),
-            services: self
-                .services
-                .store
-                .state()
+            services: services
                 .iter()
                 .map(|s| (service_key(s), service_ips(s)))
                 .collect(),
-            service_selectors: self
-                .services
-                .store
-                .state()
+            service_selectors: services
                 .iter()
                 .filter_map(|s| Some((service_key(s), service_selector(s)?)))
                 .collect(),

@@ -408,12 +408,9 @@ pub fn probe_with_python(netprobe: &Path, python: &Path, name: &str) -> Result<I
     for binary in &binaries {
         libraries.extend(shared_libraries(binary)?);
     }
-    let own: BTreeSet<PathBuf> = files.iter().cloned().collect();
+    // A library inside the environment (a wheel's own) is listed twice; the layer keeps one.
     image = image.file(&layout.executable.display().to_string(), &layout.executable);
-    for file in files
-        .iter()
-        .chain(libraries.iter().filter(|l| !own.contains(*l)))
-    {
+    for file in files.iter().chain(&libraries) {
         image = image.file(&file.display().to_string(), file);
     }
     for (link, target) in &layout.interpreter_links {
