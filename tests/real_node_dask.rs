@@ -3,12 +3,11 @@
 //! webhook and node agent with the secured hub's Dask NetworkPolicy enforced (kube-router's
 //! firewall), and what a user would try against another user's cluster from there.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::real_node::{probe_pod_running, tenants_fixture, Node, METADATA, ONE_NODE};
 use crate::support::images;
+use crate::support::upstream::image_python;
 use crate::support::{binary, root, TempDir};
 
 /// dask-gateway's controller as the dask-gateway chart gives it rights in tess-private.
@@ -30,22 +29,6 @@ metadata: {name: dask-gateway-controller, namespace: tess-private}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: dask-gateway-controller}
 subjects: [{kind: ServiceAccount, name: controller-tess-private-dask-gateway, namespace: tess-private}]
 "#;
-
-/// The image tess-private's values name for notebooks and Dask pods.
-const TESS_NOTEBOOK: &str = "ghcr.io/tess-platform/tess-notebook:2026.11.0";
-
-/// The pinned Dask environment of the notebook image (images/test/dask), made by scripts/pyenv
-/// with Debian's Python, whose files the image carries.
-fn dask_python() -> PathBuf {
-    let out = Command::new(root().join("scripts/pyenv"))
-        .arg(root().join("images/test/dask/requirements.txt"))
-        .arg("/usr/bin/python3")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running scripts/pyenv");
-    assert!(out.status.success(), "scripts/pyenv failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// A user's gateway cluster as dask-gateway-server 2026.3.0's controller makes it from
 /// tess-private's prod values (the real backend and controller, tests/upstream/dask_pods.py):
@@ -144,7 +127,7 @@ with Client("tls://dask-{cluster}.tess-private:8786", security=security, timeout
 
 /// The secured hub's Dask NetworkPolicy as charts/secured-hub renders it for tess-private (the
 /// chart alone: its upstream dependencies are not needed for this template).
-fn dask_network_policy(node: &Node) -> String {
+pub(crate) fn dask_network_policy(node: &Node) -> String {
     let dir = TempDir::new("secured-hub");
     let chart = dir.path("secured-hub");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
@@ -179,7 +162,7 @@ fn dask_network_policy(node: &Node) -> String {
 
 /// The agent's denial log lines for one namespace (JSON lines, each event's fields at the top
 /// level).
-fn agent_denials(node: &Node, namespace: &str) -> Vec<serde_json::Value> {
+pub(crate) fn agent_denials(node: &Node, namespace: &str) -> Vec<serde_json::Value> {
     node.kubectl(&[
         "logs",
         "-n",
@@ -207,9 +190,12 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
     );
     node.install_hubguard("install", &[]);
     let started = Instant::now();
-    let image =
-        images::probe_with_python(&binary("hubguard-netprobe"), &dask_python(), TESS_NOTEBOOK)
-            .unwrap_or_else(|e| panic!("the Dask image: {e}"));
+    let image = images::probe_with_python(
+        &binary("hubguard-netprobe"),
+        &image_python("images/test/notebook/requirements.txt"),
+        images::TESS_NOTEBOOK,
+    )
+    .unwrap_or_else(|e| panic!("the Dask image: {e}"));
     node.cluster
         .load_image(&image)
         .unwrap_or_else(|e| panic!("loading the Dask image: {e}"));
@@ -251,7 +237,7 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
         "",
         "exec /bin/sleep 3600",
     )
-    .replace(images::NOTEBOOK, TESS_NOTEBOOK);
+    .replace(images::NOTEBOOK, images::TESS_NOTEBOOK);
     let out = node
         .cluster
         .kubectl_as(&alice, &["create", "-f", "-"], Some(&notebook));
@@ -273,7 +259,7 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
             "",
             "exec /bin/sleep 3600",
         )
-        .replace(images::NOTEBOOK, TESS_NOTEBOOK),
+        .replace(images::NOTEBOOK, images::TESS_NOTEBOOK),
     );
     for pod in [
         "traefik-stand-in".to_string(),

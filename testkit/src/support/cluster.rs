@@ -51,6 +51,8 @@ pub const API_PORT: u16 = 6443;
 pub const API_SERVICE_IP: &str = "10.96.0.1";
 /// The `kube-dns` Service's address, which the kubelet gives every pod as its nameserver.
 pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+/// The Service range (tests/controlplane's --service-cluster-ip-range).
+pub const SERVICE_RANGE: &str = "10.96.0.0/16";
 pub const POD_SUBNET: &str = "10.244.0.0/24";
 pub const METADATA_IP: &str = "169.254.169.254";
 /// A stand-in for a host on the public internet (TEST-NET-2), served inside the node namespace.
@@ -830,6 +832,10 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
     }
 
     /// Waits until the cluster's DNS answers (its pod is ready and the kube-dns Service has it).
+    /// Then the node's own processes reach Services too: a real node sends them its default
+    /// route's way and kube-proxy's NAT leads them to a pod; this namespace has no default
+    /// route, so the Service range gets one over the pod bridge (which exists once a pod has
+    /// started).
     pub fn wait_dns_ready(&mut self, timeout: Duration) -> Result<(), ClusterError> {
         self.wait_for(
             "kubelet",
@@ -850,7 +856,18 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
                     .map(|out| String::from_utf8_lossy(&out.stdout).contains("true"))
                     .unwrap_or(false)
             },
-        )
+        )?;
+        let out = self
+            .in_node(&["ip", "route", "replace", SERVICE_RANGE, "dev", "cni0"])
+            .output()
+            .map_err(io("ip route"))?;
+        if !out.status.success() {
+            return Err(setup(format!(
+                "routing the Service range over the pod bridge: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
     }
 
     fn start_scheduler_and_controllers(&mut self) -> Result<(), ClusterError> {

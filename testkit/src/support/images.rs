@@ -20,6 +20,15 @@ pub const PROBE: &str = "hubguard.dev/test/probe:1";
 pub const NOTEBOOK: &str = "ghcr.io/tess-platform/tess-notebook:test";
 pub const HUBGUARD: &str = "hubguard.dev/test/hubguard:test";
 pub const COREDNS: &str = "hubguard.dev/test/coredns:1";
+/// The platform's images under the names the recorded Deployments (z2jh 4.4.0's) give them.
+pub const HUB: &str = "quay.io/jupyterhub/k8s-hub:4.4.0";
+pub const PROXY: &str = "quay.io/jupyterhub/configurable-http-proxy:5.2.0";
+/// The gateway's api and controller run the hub's image (its environment has the server).
+pub const GATEWAY: &str = "ghcr.io/dask/dask-gateway-server:2026.3.0";
+/// `docker.io/traefik:3.3.5` as the kubelet names it.
+pub const TRAEFIK: &str = "docker.io/library/traefik:3.3.5";
+/// The users' image under the name tess-private's values give notebooks and Dask pods.
+pub const TESS_NOTEBOOK: &str = "ghcr.io/tess-platform/tess-notebook:2026.11.0";
 
 /// One file of an image: where it goes, where it comes from.
 struct Entry {
@@ -92,6 +101,14 @@ impl Image {
 
     pub fn alias(mut self, name: &str) -> Image {
         self.aliases.push(name.to_string());
+        self
+    }
+
+    /// One more variable of the environment every container of the image starts with.
+    pub fn env(mut self, name: &str, value: &str) -> Image {
+        self.environment
+            .retain(|e| !e.starts_with(&format!("{name}=")));
+        self.environment.push(format!("{name}={value}"));
         self
     }
 
@@ -427,6 +444,52 @@ pub fn probe_with_python(netprobe: &Path, python: &Path, name: &str) -> Result<I
         .to_vec();
     image.arguments = ["/bin/sleep", "infinity"].map(String::from).to_vec();
     Ok(image)
+}
+
+/// The gateway's traefik: the binary `scripts/tools` built, as the image's entrypoint.
+pub fn traefik(tools_bin: &Path) -> Result<Image, ImageError> {
+    Image::new(TRAEFIK, &["/usr/local/bin/traefik"])
+        .binary_with_libraries("/usr/local/bin/traefik", &tools_bin.join("traefik"))
+}
+
+/// configurable-http-proxy as z2jh's proxy image runs it: the machine's Node.js (chp 5 needs
+/// node 20 or later) and the locked package tree `scripts/npmenv` made, its command on the
+/// PATH. The probe's tools ride along (busybox gives the `env` its script's first line runs).
+pub fn proxy(netprobe: &Path, node: &Path, packages: &Path) -> Result<Image, ImageError> {
+    let mut image = probe(netprobe)?;
+    image.name = PROXY.to_string();
+    image.aliases.clear();
+    image = image
+        .binary_with_libraries("/usr/bin/node", node)?
+        .link("/usr/bin/env", "/bin/busybox");
+    let modules = packages.join("node_modules");
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    walk(&modules, &mut |path, metadata| {
+        let inside = format!(
+            "/srv/chp/{}",
+            path.strip_prefix(packages).unwrap_or(path).display()
+        );
+        if metadata.file_type().is_symlink() {
+            if let Ok(target) = std::fs::read_link(path) {
+                links.push((inside, target.display().to_string()));
+            }
+        } else if metadata.is_file() {
+            files.push((inside, path.to_path_buf()));
+        }
+    })?;
+    for (inside, source) in files {
+        image = image.file(&inside, &source);
+    }
+    for (inside, target) in links {
+        image = image.link(&inside, &target);
+    }
+    Ok(image
+        .link(
+            "/usr/local/bin/configurable-http-proxy",
+            "/srv/chp/node_modules/configurable-http-proxy/bin/configurable-http-proxy",
+        )
+        .env("PATH", "/usr/local/bin:/bin:/usr/bin"))
 }
 
 /// Where a Python environment's parts are, as its interpreter says.

@@ -74,3 +74,30 @@ fn builder(script: &str, request: &Value) -> Value {
         )
     })
 }
+
+/// The python of an environment `scripts/pyenv` makes from `requirements` (a path from the
+/// repository's root) with Debian's Python, whose files an image can then carry.
+pub fn image_python(requirements: &str) -> PathBuf {
+    cached_tree("scripts/pyenv", &[requirements, "/usr/bin/python3"])
+}
+
+/// The package tree `scripts/npmenv` makes from `dir`'s package-lock.json.
+pub fn node_packages(dir: &str) -> PathBuf {
+    cached_tree("scripts/npmenv", &[dir])
+}
+
+fn cached_tree(script: &str, args: &[&str]) -> PathBuf {
+    let out = Command::new(root().join(script))
+        .args(args.iter().map(|a| {
+            if a.starts_with('/') {
+                PathBuf::from(a)
+            } else {
+                root().join(a)
+            }
+        }))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(out.status.success(), "{script} {args:?} failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
