@@ -92,7 +92,7 @@ impl TestKey {
     }
 }
 
-fn yaml(text: &str) -> Value {
+pub(crate) fn yaml(text: &str) -> Value {
     serde_norway::from_str(text).unwrap()
 }
 
@@ -478,7 +478,7 @@ fn deploy_installs_hubguards_part_into_the_control_plane_and_names_what_is_missi
 }
 
 /// Helm's coalescing for values files: maps merge, anything else is replaced.
-fn merge(base: &mut Value, over: &Value) {
+pub(crate) fn merge(base: &mut Value, over: &Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {

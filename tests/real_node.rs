@@ -151,7 +151,7 @@ impl Node {
         );
     }
 
-    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    pub(crate) fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !done() {
             assert!(
@@ -1720,7 +1720,7 @@ fn referenced_objects(
 
 /// A claim bound to a volume of its own on the node (a directory of `dir`): `claim` as given
 /// (KubeSpawner's own), or a plain one an administrator makes.
-fn bound_claim(
+pub(crate) fn bound_claim(
     namespace: &str,
     name: &str,
     claim: Option<&serde_json::Value>,
@@ -1746,7 +1746,7 @@ fn bound_claim(
     vec![volume, claim]
 }
 
-fn apply_json(node: &Node, objects: &[serde_json::Value]) {
+pub(crate) fn apply_json(node: &Node, objects: &[serde_json::Value]) {
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
     node.apply(&list.to_string());
 }

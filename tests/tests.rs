@@ -14,5 +14,6 @@ mod node_agent;
 mod node_agent_cluster;
 mod real_node;
 mod real_node_dask;
+mod real_node_hub;
 mod upstream_builders;
 mod webhook;

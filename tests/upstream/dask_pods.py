@@ -78,8 +78,10 @@ def gateway_config(values, namespace, release):
     # gateway.extraConfig runs last, as in the chart's config file, sorted by key.
     extra = get(values, "gateway.extraConfig") or {}
     snippets = [extra] if isinstance(extra, str) else [extra[k] for k in sorted(extra)]
+    # One file in the chart: the snippets share their names.
+    scope = {"c": c}
     for snippet in snippets:
-        exec(compile(snippet, "gateway.extraConfig", "exec"), {"c": c})
+        exec(compile(snippet, "gateway.extraConfig", "exec"), scope)
     return c
 
 
