@@ -4,6 +4,7 @@
 //! their presets unmutated, and the user image definition. The upstream charts (z2jh,
 //! dask-gateway) cannot be downloaded here: the deploy command names them as missing.
 
+pub(crate) use crate::support::hub::{layered_values, yaml};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -90,10 +91,6 @@ impl TestKey {
         );
         String::from_utf8(out.stdout).unwrap()
     }
-}
-
-pub(crate) fn yaml(text: &str) -> Value {
-    serde_norway::from_str(text).unwrap()
 }
 
 fn with_tools_path(command: &mut Command) -> &mut Command {
@@ -475,33 +472,6 @@ fn deploy_installs_hubguards_part_into_the_control_plane_and_names_what_is_missi
         String::from_utf8_lossy(&releases.stdout).trim(),
         "tess-private"
     );
-}
-
-/// Helm's coalescing for values files: maps merge, anything else is replaced.
-pub(crate) fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
-    }
-}
-
-pub(crate) fn layered_values(deployment: &str, env: &str) -> Value {
-    let mut values =
-        yaml(&std::fs::read_to_string(root().join("charts/secured-hub/values.yaml")).unwrap());
-    for file in [
-        "common.values.yaml".to_string(),
-        format!("{env}.values.yaml"),
-    ] {
-        let layer =
-            std::fs::read_to_string(root().join(format!("charts/deployments/{deployment}/{file}")))
-                .unwrap();
-        merge(&mut values, &yaml(&layer));
-    }
-    values
 }
 
 /// The patches of a `check` report that set defaults, beyond the identity `/mutate` records in

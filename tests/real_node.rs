@@ -4,6 +4,7 @@
 //! (`support::cluster`). Probes run from inside pods (`kubectl exec`) against a fake metadata
 //! server and a fake public host in the node's namespace.
 
+use crate::support::hub::{apply_json, bound_claim};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -1695,7 +1696,7 @@ fn referenced_objects(
             config_maps.insert(name.to_string());
         }
         if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
-            out.extend(bound_claim(namespace, claim, None, dir));
+            out.extend(bound_claim(namespace, claim, None, &dir.0));
         }
     }
     for container in spec["containers"].as_array().into_iter().flatten() {
@@ -1716,39 +1717,6 @@ fn referenced_objects(
         out.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}}));
     }
     out
-}
-
-/// A claim bound to a volume of its own on the node (a directory of `dir`): `claim` as given
-/// (KubeSpawner's own), or a plain one an administrator makes.
-pub(crate) fn bound_claim(
-    namespace: &str,
-    name: &str,
-    claim: Option<&serde_json::Value>,
-    dir: &TempDir,
-) -> Vec<serde_json::Value> {
-    use serde_json::json;
-    let path = dir.path(&format!("volume-{namespace}-{name}"));
-    std::fs::create_dir_all(&path).unwrap();
-    let claim = claim.cloned().unwrap_or_else(|| {
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-               "metadata": {"name": name, "namespace": namespace},
-               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    });
-    let volume = json!({"apiVersion": "v1", "kind": "PersistentVolume",
-    "metadata": {"name": format!("{namespace}-{name}")},
-    "spec": {
-        "capacity": {"storage": "100Gi"},
-        "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
-        "storageClassName": claim["spec"]["storageClassName"].as_str().unwrap_or(""),
-        "hostPath": {"path": path.display().to_string(), "type": "Directory"},
-        "claimRef": {"namespace": namespace, "name": name},
-    }});
-    vec![volume, claim]
-}
-
-pub(crate) fn apply_json(node: &Node, objects: &[serde_json::Value]) {
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    node.apply(&list.to_string());
 }
 
 #[test]
@@ -1780,7 +1748,7 @@ fn the_hubs_platform_and_a_kubespawner_pod_run_through_the_real_controllers() {
         deployment["metadata"]["namespace"] = json!("tess-private");
         names.push(deployment["metadata"]["name"].as_str().unwrap().to_string());
         objects.push(deployment);
-        apply_json(&node, &objects);
+        apply_json(&node.cluster, &objects);
     }
     for name in &names {
         node.wait(
@@ -1821,16 +1789,16 @@ fn the_hubs_platform_and_a_kubespawner_pod_run_through_the_real_controllers() {
             .kubectl_as(&hub, &["create", "-f", "-"], Some(&object.to_string()))
     };
     let claim_name = claim["metadata"]["name"].as_str().unwrap();
-    let home = bound_claim("tess-private", claim_name, Some(claim), &dir);
-    apply_json(&node, &home[..1]);
+    let home = bound_claim("tess-private", claim_name, Some(claim), &dir.0);
+    apply_json(&node.cluster, &home[..1]);
     let out = create_as_hub(claim);
     assert!(
         out.status.success(),
         "the hub's claim: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shared = bound_claim("tess-private", "tess-ffi", None, &dir);
-    apply_json(&node, &shared);
+    let shared = bound_claim("tess-private", "tess-ffi", None, &dir.0);
+    apply_json(&node.cluster, &shared);
     for container in pod["spec"]["containers"].as_array_mut().unwrap() {
         run_test_image(container);
     }

@@ -4,264 +4,16 @@
 //! kernel, all through the proxy's HTTP port as a browser would; then, from that same kernel,
 //! try what a user would try against the platform and another user.
 
-use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::hub_charts::{layered_values, merge, yaml};
-use crate::real_node::{apply_json, bound_claim, tenants_fixture, Node, ONE_NODE};
+use crate::real_node::{tenants_fixture, Node, ONE_NODE};
 use crate::support::cluster::PUBLIC_IP;
-use crate::support::controlplane::tools_bin;
-use crate::support::upstream::{image_python, kubespawner, node_packages, python};
-use crate::support::{binary, images, root, TempDir};
-
-const NAMESPACE: &str = "tess-private";
-const PASSWORD: &str = "tess-test-password";
-/// The platform's Deployments the test node runs: z2jh's hub and proxy, then the gateway's
-/// api, controller and traefik.
-const PLATFORM: [&str; 5] = [
-    "hub",
-    "proxy",
-    "api-tess-private-dask-gateway",
-    "controller-tess-private-dask-gateway",
-    "traefik-tess-private-dask-gateway",
-];
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
-        &mut buffer,
-    )
-    .expect("reading /dev/urandom");
-    buffer.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The hub, proxy and notebook images: the pinned environments made into images of the names
-/// the recorded Deployments and the values use.
-fn load_images(node: &Node) {
-    let started = Instant::now();
-    let netprobe = binary("hubguard-netprobe");
-    let hub = images::probe_with_python(
-        &netprobe,
-        &image_python("images/test/hub/requirements.txt"),
-        images::HUB,
-    )
-    .unwrap_or_else(|e| panic!("the hub image: {e}"))
-    .alias(images::GATEWAY);
-    let traefik =
-        images::traefik(&tools_bin()).unwrap_or_else(|e| panic!("the traefik image: {e}"));
-    // repo2docker's images run as jovyan with this home; the home claim is mounted there.
-    let notebook = images::probe_with_python(
-        &netprobe,
-        &image_python("images/test/notebook/requirements.txt"),
-        images::TESS_NOTEBOOK,
-    )
-    .unwrap_or_else(|e| panic!("the notebook image: {e}"))
-    .env("HOME", "/home/jovyan");
-    let proxy = images::proxy(
-        &netprobe,
-        Path::new("/usr/bin/node"),
-        &node_packages("images/test/proxy"),
-    )
-    .unwrap_or_else(|e| panic!("the proxy image: {e}"));
-    for image in [&hub, &notebook, &proxy, &traefik] {
-        node.cluster
-            .load_image(image)
-            .unwrap_or_else(|e| panic!("loading {}: {e}", image.name()));
-    }
-    eprintln!(
-        "hub, proxy, gateway, traefik and notebook images made and loaded in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// tess-private's hub as z2jh would install it from the layered values plus the test layer:
-/// its ConfigMap and Secret under z2jh's names and keys, the hub's database claim, the users'
-/// home volumes and the shared volume, the Services and Role, then the recorded hub and proxy
-/// Deployments (not waited for).
-fn install_hub(node: &Node, dir: &TempDir, values: &Value) {
-    node.apply(&read("tests/fixtures/e2e/tess-private-hub.yaml"));
-    let config = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "hub", "namespace": NAMESPACE},
-        "data": {
-            "jupyterhub_config.py": read("tests/upstream/z2jh_hub_config.py"),
-            "z2jh.py": "# The test hub's configuration is in jupyterhub_config.py.\n",
-            "kubespawner_pods.py": read("tests/upstream/kubespawner_pods.py"),
-            "chart_values.py": read("tests/upstream/chart_values.py"),
-            "values.yaml": values["jupyterhub"].to_string(),
-        },
-    });
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "hub", "namespace": NAMESPACE},
-        "stringData": {
-            "hub.config.ConfigurableHTTPProxy.auth_token": random_hex(32),
-            "hub.config.JupyterHub.cookie_secret": random_hex(32),
-            "hub.config.CryptKeeper.keys": random_hex(32),
-            "hub.services.dask-gateway.apiToken": random_hex(32),
-            "values.yaml": "{}\n",
-        },
-    });
-    // Volumes: the hub's database, the shared full-frame images, and each user's home as
-    // KubeSpawner will claim it (the volume waits, bound in advance to that claim's name).
-    let homes = kubespawner(&json!({
-        "values": values["jupyterhub"], "namespace": NAMESPACE, "release": NAMESPACE,
-        "servers": [["alice", ""], ["bob", ""]],
-    }));
-    let mut objects = vec![config, secret];
-    objects.extend(bound_claim(NAMESPACE, "hub-db-dir", None, dir));
-    objects.extend(bound_claim(NAMESPACE, "tess-ffi", None, dir));
-    for home in homes.as_array().unwrap() {
-        let claim = home["pvc_name"].as_str().unwrap();
-        objects.extend(
-            bound_claim(NAMESPACE, claim, Some(&home["pvc"]), dir)
-                .into_iter()
-                .take(1),
-        );
-    }
-    // The volumes are directories of the host: writable by the hub's and the users' uids.
-    for entry in std::fs::read_dir(dir.path("")).unwrap().flatten() {
-        std::os::unix::fs::chown(entry.path(), Some(1000), Some(100)).unwrap();
-    }
-    apply_json(node, &objects);
-    let recorded = read("tests/fixtures/e2e/tess-private-platform.yaml");
-    for document in recorded.split("\n---\n") {
-        let mut deployment: Value = serde_norway::from_str(document).unwrap();
-        let name = deployment["metadata"]["name"].as_str().unwrap().to_string();
-        if !PLATFORM[..2].contains(&name.as_str()) {
-            continue;
-        }
-        deployment["metadata"]["namespace"] = json!(NAMESPACE);
-        apply_json(node, &[deployment]);
-    }
-}
-
-/// tess-private's values as the test node installs them: the shipped layers (common, prod)
-/// and the test layer in place of the secrets.
-fn test_values() -> Value {
-    let mut values = layered_values(NAMESPACE, "prod");
-    merge(
-        &mut values,
-        &yaml(&read("tests/fixtures/e2e/tess-private-test.values.yaml")),
-    );
-    values
-}
-
-/// Traefik's resource definitions, as its Go module (the version tests/traefik pins) ships
-/// them: the gateway chart installs the same ones.
-fn traefik_crds() -> String {
-    let module = read("tests/traefik/go.mod");
-    let version = module
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("require github.com/traefik/traefik/v3 ")
-        })
-        .expect("tests/traefik/go.mod requires traefik");
-    let out = std::process::Command::new("go")
-        .args(["env", "GOMODCACHE"])
-        .output()
-        .expect("go env");
-    let cache = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let path = format!(
-        "{cache}/github.com/traefik/traefik/v3@{version}/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
-    );
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path} (scripts/tools downloads traefik's module): {e}"))
-}
-
-/// tess-private's dask-gateway as its chart would install it: traefik's resource definitions,
-/// the gateway's objects, the api's and controller's ConfigMaps, then the recorded api,
-/// controller and traefik Deployments (not waited for).
-fn install_gateway(node: &Node, values: &Value) {
-    node.cluster
-        .kubectl_stdin(&["create", "-f", "-"], Some(&traefik_crds()));
-    node.apply(&read("tests/fixtures/e2e/tess-private-gateway.yaml"));
-    let chart = json!({"release": NAMESPACE, "values": values["dask-gateway"]});
-    let config = |name: &str| {
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "data": {
-                "dask_gateway_config.py": read("tests/upstream/dask_gateway_config.py"),
-                "dask_pods.py": read("tests/upstream/dask_pods.py"),
-                "chart_values.py": read("tests/upstream/chart_values.py"),
-                "values.json": chart.to_string(),
-            },
-        })
-    };
-    apply_json(
-        node,
-        &[
-            config("api-tess-private-dask-gateway"),
-            config("controller-tess-private-dask-gateway"),
-        ],
-    );
-    for document in read("tests/fixtures/e2e/tess-private-platform.yaml").split("\n---\n") {
-        let mut deployment: Value = serde_norway::from_str(document).unwrap();
-        if PLATFORM[2..].contains(&deployment["metadata"]["name"].as_str().unwrap()) {
-            deployment["metadata"]["namespace"] = json!(NAMESPACE);
-            apply_json(node, &[deployment]);
-        }
-    }
-}
-
-/// Waits for Deployment `name` to have its replica available; says why not on timeout.
-fn wait_available(node: &Node, name: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while node.kubectl(&[
-        "get",
-        "deployment",
-        name,
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.status.availableReplicas}",
-    ]) != "1"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "Deployment {name} is not available after {timeout:?}: {}",
-            logs(node, "app.kubernetes.io/name in (jupyterhub, dask-gateway)")
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// The namespace's pods, and the last lines of the logs of those `selector` picks.
-fn logs(node: &Node, selector: &str) -> String {
-    let run = |args: &[&str]| {
-        node.cluster
-            .kubectl_output(args)
-            .map(|out| {
-                String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr)
-            })
-            .unwrap_or_default()
-    };
-    format!(
-        "{}
-{}",
-        run(&["get", "pods", "-n", NAMESPACE, "-o", "wide"]),
-        run(&[
-            "logs",
-            "-n",
-            NAMESPACE,
-            "-l",
-            selector,
-            "--tail=25",
-            "--prefix"
-        ])
-    )
-}
+use crate::support::hub::{logs, serve, NAMESPACE, PASSWORD};
+use crate::support::upstream::python;
+use crate::support::{binary, root, TempDir};
 
 /// `tests/upstream/hub_user.py` on `request`, run in the node's network namespace (where the
 /// proxy's Service is reached as a browser beside the cluster would reach it).
@@ -388,32 +140,7 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
         Some(&crate::real_node_dask::dask_network_policy(&node)),
     );
     node.install_hubguard("install", &[]);
-    load_images(&node);
-    node.cluster
-        .wait_dns_ready(Duration::from_secs(90))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let started = Instant::now();
-    let values = test_values();
-    // Everything at once, as one helm install would: the hub looks the gateway's Service up
-    // when it starts, and a name looked up before it exists is remembered as missing.
-    install_gateway(&node, &values);
-    install_hub(&node, &dir, &values);
-    for name in PLATFORM {
-        wait_available(&node, name, Duration::from_secs(180));
-    }
-    eprintln!(
-        "the hub, proxy and gateway served in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    let proxy = node.kubectl(&[
-        "get",
-        "service",
-        "proxy-public",
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
+    let proxy = serve(&mut node.cluster, &binary("hubguard-netprobe"), &dir.0);
     let hub = format!("http://{proxy}");
     let user =
         |name: &str, cells: &[&str], stop: bool| {
@@ -424,7 +151,7 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
         .unwrap_or_else(|e| {
             panic!(
                 "{name}'s flow: {e}\n{}\nagent denials: {:#?}",
-                logs(&node, "app.kubernetes.io/name in (jupyterhub, dask-gateway)"),
+                logs(&node.cluster, "app.kubernetes.io/name in (jupyterhub, dask-gateway)"),
                 crate::real_node_dask::agent_denials(&node, NAMESPACE)
             )
         })
@@ -436,7 +163,7 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
             Value::Null,
             "{answer}\n{}",
             logs(
-                &node,
+                &node.cluster,
                 "app.kubernetes.io/name in (jupyterhub, dask-gateway)"
             )
         );

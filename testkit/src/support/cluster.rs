@@ -117,6 +117,8 @@ pub struct Cluster {
     components: Vec<(String, Child)>,
     servers: Option<Child>,
     forwarder: Option<Forwarder>,
+    /// More forwarders from the host's loopback into the node (`forward`).
+    forwards: Vec<Forwarder>,
     created_mount_points: Vec<PathBuf>,
     socket_dir: PathBuf,
     started: Instant,
@@ -202,6 +204,7 @@ impl Cluster {
             components: Vec::new(),
             servers: None,
             forwarder: None,
+            forwards: Vec::new(),
             created_mount_points: Vec::new(),
             socket_dir: short_socket_dir(),
             started,
@@ -926,6 +929,15 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         )
     }
 
+    /// A port on the host's loopback that leads to `target` inside the node (a Service's
+    /// cluster IP, say): what a browser on this machine opens. Closed with the cluster.
+    pub fn forward(&mut self, target: SocketAddr) -> Result<u16, ClusterError> {
+        let forwarder = Forwarder::start(&self.netns.path(), target)?;
+        let port = forwarder.port;
+        self.forwards.push(forwarder);
+        Ok(port)
+    }
+
     fn start_forwarder(&mut self) -> Result<(), ClusterError> {
         let target: SocketAddr = format!("{NODE_IP}:{API_PORT}").parse().expect("an address");
         let forwarder = Forwarder::start(&self.netns.path(), target)?;
@@ -1194,6 +1206,9 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for forwarder in self.forwards.drain(..) {
+            forwarder.stop();
+        }
         if let Some(forwarder) = self.forwarder.take() {
             forwarder.stop();
         }

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod controlplane;
 pub mod corpus;
+pub mod hub;
 pub mod images;
 pub mod metrics;
 pub mod node;
