@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::real_node::{tenants_fixture, Node, ONE_NODE};
 use crate::support::cluster::PUBLIC_IP;
 use crate::support::hub::{logs, serve, NAMESPACE, PASSWORD};
-use crate::support::upstream::python;
+use crate::support::upstream::{node_packages, python};
 use crate::support::{binary, root, TempDir};
 
 /// `tests/upstream/hub_user.py` on `request`, run in the node's network namespace (where the
@@ -313,4 +313,37 @@ except Exception as e:
         Duration::from_secs(60),
         || user_pod(&node, "alice").is_empty(),
     );
+
+    // Alice again, in a real browser on this machine (the hub's proxy through a port on its
+    // loopback, as scripts/run gives it): the login form, the spawn page, JupyterLab drawn.
+    let port = node
+        .cluster
+        .forward(format!("{proxy}:80").parse().unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let artifacts = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let picture = artifacts.join("jupyterlab-alice.png");
+    let out = std::process::Command::new("node")
+        .arg(root().join("tests/browser/jupyterlab.js"))
+        .args([&format!("http://127.0.0.1:{port}/"), "alice", PASSWORD])
+        .arg(&picture)
+        .env(
+            "NODE_PATH",
+            node_packages("tests/browser").join("node_modules"),
+        )
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "the browser: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs(&node.cluster, "component in (hub, singleuser-server)")
+    );
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        page["url"].as_str().unwrap().contains("/user/alice/lab"),
+        "{page}"
+    );
+    assert!(std::fs::metadata(&picture).unwrap().len() > 10_000);
+    eprintln!("the browser: {page}; its picture: {}", picture.display());
 }

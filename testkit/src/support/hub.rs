@@ -53,14 +53,15 @@ fn load_images(cluster: &Cluster, netprobe: &Path) {
     .alias(images::GATEWAY);
     let traefik =
         images::traefik(&tools_bin()).unwrap_or_else(|e| panic!("the traefik image: {e}"));
-    // repo2docker's images run as jovyan with this home; the home claim is mounted there.
+    // repo2docker's images run as jovyan in this home, where the home claim is mounted.
     let notebook = images::probe_with_python(
         netprobe,
         &image_python("images/test/notebook/requirements.txt"),
         images::TESS_NOTEBOOK,
     )
     .unwrap_or_else(|e| panic!("the notebook image: {e}"))
-    .env("HOME", "/home/jovyan");
+    .env("HOME", "/home/jovyan")
+    .working_dir("/home/jovyan");
     let proxy = images::proxy(
         netprobe,
         Path::new("/usr/bin/node"),

@@ -52,6 +52,7 @@ pub struct Image {
     /// The default arguments (the OCI config's Cmd) when a pod gives none.
     arguments: Vec<String>,
     environment: Vec<String>,
+    working_dir: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,7 @@ impl Image {
             entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
             arguments: Vec::new(),
             environment: vec!["PATH=/bin:/usr/bin".to_string()],
+            working_dir: "/".to_string(),
         }
     }
 
@@ -101,6 +103,12 @@ impl Image {
 
     pub fn alias(mut self, name: &str) -> Image {
         self.aliases.push(name.to_string());
+        self
+    }
+
+    /// The directory containers of the image start in.
+    pub fn working_dir(mut self, dir: &str) -> Image {
+        self.working_dir = dir.to_string();
         self
     }
 
@@ -218,7 +226,7 @@ impl Image {
         let mut runtime = json!({
             "Entrypoint": self.entrypoint,
             "Env": self.environment,
-            "WorkingDir": "/",
+            "WorkingDir": self.working_dir,
         });
         if !self.arguments.is_empty() {
             runtime["Cmd"] = json!(self.arguments);
