@@ -496,12 +496,21 @@ pub(crate) fn check(policy: &str, requester: &str, pod: &Value) -> (bool, Value)
 
 /// `hubguard check -o json`'s whole report on one object, judged as `requester`.
 pub(crate) fn check_report(policy: &str, requester: &str, object: &Value) -> Value {
+    check_report_with(
+        &root().join(format!("policies/{policy}.yaml")),
+        requester,
+        object,
+    )
+}
+
+/// `check_report` with the policy file at `policy`.
+pub(crate) fn check_report_with(policy: &Path, requester: &str, object: &Value) -> Value {
     let dir = TempDir::new("hub-pod");
     let file = dir.path("pod.json");
     std::fs::write(&file, serde_json::to_string(object).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hubguard"))
         .args(["check", "-o", "json", "--policy"])
-        .arg(root().join(format!("policies/{policy}.yaml")))
+        .arg(policy)
         .args(["--as", requester])
         .arg(&file)
         .output()

@@ -112,8 +112,8 @@ const ENDPOINTS: &[&str] = &[
     SCHEDULER_PROBES[1],
 ];
 
-/// tess-public with the Dask ports open to the pods of the caller's own tenant, as tess-private
-/// has them.
+/// tess-public with the Dask ports open to the pods of the caller's own tenant, as a platform
+/// that offers dask-kubernetes would have them (the TESS hubs do not).
 fn policy_with_dask(dir: &TempDir) -> PathBuf {
     let shipped = std::fs::read_to_string(root().join("policies/tess-public.yaml")).unwrap();
     let policy = shipped.replace(

@@ -412,14 +412,22 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
             (&format!("tcp:{alice_scheduler}:8787"), "EPERM"),
         ],
     );
-    // Alice's notebook straight to her own scheduler: the agent lets it (her tenant), the Dask
-    // NetworkPolicy does not (notebooks come through traefik). The connection never opens and
-    // the firewall counts the drop: the second layer is enforced, not only rendered.
+    // Alice's notebook straight to her own scheduler: refused too. Notebooks reach Dask only
+    // through the gateway's traefik (no layer opens Dask pods to them, their own included).
+    node.assert_probes(
+        "tess-private",
+        "alice-notebook",
+        &[(&format!("tcp:{alice_scheduler}:8786"), "EPERM")],
+    );
+    // traefik to a worker: the agent lets it (traefik is the platform's), the Dask
+    // NetworkPolicy does not (traefik passes clients to schedulers only). The connection never
+    // opens and the firewall counts the drop: the second layer is enforced, not only rendered.
     let drops_before = node.cluster.network_policy_drops();
-    let direct = format!("tcp:{alice_scheduler}:8786");
+    let alice_worker = ip(format!("dask-worker-{alice_cluster}-0"));
+    let direct = format!("tcp:{alice_worker}:8789");
     let outcome = node
         .cluster
-        .probe_from("tess-private", "alice-notebook", &[&direct]);
+        .probe_from("tess-private", "traefik-stand-in", &[&direct]);
     let outcome = outcome.get(&direct).cloned().unwrap_or_default();
     let firewall = || {
         let rules = node
@@ -442,7 +450,7 @@ fn a_users_dask_gateway_cluster_computes_on_the_guarded_path_and_stays_theirs() 
     };
     assert!(
         outcome.starts_with("error") && !outcome.contains("greeting") && outcome != "EPERM",
-        "Alice's notebook to her scheduler, directly: {outcome}\n{}",
+        "traefik to Alice's worker: {outcome}\n{}",
         firewall()
     );
     assert!(
