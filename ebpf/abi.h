@@ -37,6 +37,10 @@
 // settings.flags
 #define SETTING_DRY_RUN 1 // report what would be denied, deny nothing
 
+// denial.layer
+#define LAYER_SOCKET 0 // a connect, sendmsg or socket-creation hook refused the call
+#define LAYER_PACKET 1 // the packet layer refused a packet the socket hooks let through
+
 // class_flags values
 #define CLASS_RAW_SOCKETS 1 // raw and ICMP echo sockets may be created
 
@@ -98,7 +102,8 @@ struct denial {
 	__u8 protocol;
 	__u8 reason;
 	__u8 dry_run;
-	__u8 pad[2];
+	__u8 layer; // LAYER_*
+	__u8 pad;
 };
 
 // The layout both sides assert.

@@ -1,9 +1,27 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //
 // hubguard's egress programs: run on every connect() and unconnected sendmsg() of a process
-// under an attach point (the pods' cgroup tree, or a standalone hub's user cgroups), and on
-// every IPv4/IPv6 socket it creates, and answer allow or deny (EPERM). The maps hold the whole
-// policy; the node agent decides what goes in them. The kernel side only looks up and reports.
+// under an attach point (the pods' cgroup tree, or a standalone hub's user cgroups), on every
+// IPv4/IPv6 socket it creates, and on every packet its sockets send, and answer allow or deny
+// (EPERM). The maps hold the whole policy; the node agent decides what goes in them. The
+// kernel side only looks up and reports.
+//
+// Two layers judge the same rules. The socket hooks judge the address a program names and give
+// it a clear EPERM at connect(). The packet layer (cgroup_skb/egress) judges what they cannot
+// see, packet by packet, after routing and after the node's NAT:
+// - a packet that carries IPv4 options or an IPv6 extension header (source routing: its header
+//   names the next hop, not the address the hook judged): judged by that next hop, as a
+//   protocol of its own, which only an every-port rule allows (a class with egress rules sends
+//   no such packet; one without still reaches no credential endpoint by it);
+// - a packet of a raw socket, an ICMP echo socket or any protocol but TCP and UDP: judged by
+//   its header (an ICMP echo by its destination alone);
+// - a datagram of a connected socket: judged by the address the socket connected to, which is
+//   also what a Service's cluster IP looks like before the node's NAT rewrote it. A UDP
+//   connect() sends nothing, so the connect hook lets it through (programs probe routes with
+//   it: distributed's get_ip, glibc's address sorting) unless it names a credential endpoint;
+//   UDP-Lite's connect() runs no hook at all.
+// TCP and unconnected datagrams without options were judged by the socket hooks, by the
+// address the program named (before NAT); the packet layer lets them be.
 //
 // Order of a decision: loopback is always allowed, and so is the unspecified address (0.0.0.0,
 // ::), which the kernel routes to loopback (programs probe routes with it); an IPv6 address
@@ -15,10 +33,13 @@
 //
 // Sockets that no connect hook sees — raw sockets, and ICMP echo ("ping") datagram sockets,
 // whose sendto() passes no sendmsg hook — are refused at creation unless the caller's class
-// may use them.
+// may use them; the packets of a class that may, the packet layer judges.
 
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
 #include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -27,6 +48,13 @@
 
 #define MAX_CGROUP_DEPTH 32 // a power of two: the depth is found by bisection
 
+#define FAMILY_INET 2 // AF_INET, which the uapi headers here do not define
+#ifndef SOCK_STREAM
+#define SOCK_STREAM 1
+#endif
+#ifndef SOCK_DGRAM
+#define SOCK_DGRAM 2
+#endif
 #ifndef SOCK_RAW
 #define SOCK_RAW 3
 #endif
@@ -134,14 +162,23 @@ struct {
 
 static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u8 protocol);
 
+// Who is asking: the packet layer's caller is the socket that sent the packet (skb), since the
+// kernel sends some packets (retransmissions, say) from no task of the pod's; the socket
+// hooks' caller is the current task (skb is NULL). Inlined with a constant skb, each program
+// keeps only the helpers its type may call.
+static __always_inline __u64 ancestor_id(struct __sk_buff *skb, int level)
+{
+	return skb ? bpf_skb_ancestor_cgroup_id(skb, level) : bpf_get_current_ancestor_cgroup_id(level);
+}
+
 // The caller's depth in the cgroup tree: the deepest level with an ancestor. Found by
 // bisection (5 helper calls) rather than by asking every level, which cost ~350 ns a call.
-static __always_inline int caller_depth(void)
+static __always_inline int caller_depth(struct __sk_buff *skb)
 {
 	int low = 0, high = MAX_CGROUP_DEPTH - 1;
 	for (int step = 0; step < 5; step++) {
 		int middle = (low + high + 1) / 2;
-		if (bpf_get_current_ancestor_cgroup_id(middle) != 0)
+		if (ancestor_id(skb, middle) != 0)
 			low = middle;
 		else
 			high = middle - 1;
@@ -151,13 +188,14 @@ static __always_inline int caller_depth(void)
 
 // The nearest ancestor (or self) the agent mapped decides the class: walking up from the
 // caller stops at the pod's cgroup, one or two levels above a container's.
-static __always_inline __u32 walk_to_mapped(int depth, __u64 *mapped_id, __u64 *tenant_id)
+static __always_inline __u32 walk_to_mapped(struct __sk_buff *skb, int depth, __u64 *mapped_id,
+					    __u64 *tenant_id)
 {
 	for (int up = 0; up < MAX_CGROUP_DEPTH; up++) {
 		int level = depth - up;
 		if (level < 0)
 			break;
-		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		__u64 id = ancestor_id(skb, level);
 		struct cgroup_owner *owner = bpf_map_lookup_elem(&cgroup_classes, &id);
 		if (owner) {
 			*mapped_id = id;
@@ -170,9 +208,10 @@ static __always_inline __u32 walk_to_mapped(int depth, __u64 *mapped_id, __u64 *
 
 // Also says whether the agent runs in dry run, from the same settings lookup, and the
 // caller's tenant.
-static __always_inline __u32 class_of_caller(__u64 *cgroup_id, __u8 *dry_run, __u64 *tenant_id)
+static __always_inline __u32 class_of_caller(struct __sk_buff *skb, __u64 *cgroup_id,
+					     __u8 *dry_run, __u64 *tenant_id)
 {
-	__u64 self = bpf_get_current_cgroup_id();
+	__u64 self = skb ? bpf_skb_cgroup_id(skb) : bpf_get_current_cgroup_id();
 	__u32 zero = 0;
 	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
 	__u32 generation = s ? s->generation : 0;
@@ -184,7 +223,7 @@ static __always_inline __u32 class_of_caller(__u64 *cgroup_id, __u8 *dry_run, __
 		return cached->class_id;
 	}
 	struct cached_class found = { .mapped_id = self, .generation = generation };
-	found.class_id = walk_to_mapped(caller_depth(), &found.mapped_id, &found.tenant_id);
+	found.class_id = walk_to_mapped(skb, caller_depth(skb), &found.mapped_id, &found.tenant_id);
 	bpf_map_update_elem(&class_cache, &self, &found, BPF_ANY);
 	*cgroup_id = found.mapped_id;
 	*tenant_id = found.tenant_id;
@@ -211,6 +250,9 @@ static __always_inline int port_allowed(const struct rule *rule, __u16 port, __u
 {
 	if (rule->flags & RULE_ANY_PORT)
 		return 1;
+	// An echo has no port: a destination the class may reach on some port answers pings.
+	if (protocol == IPPROTO_ICMP || protocol == PROTO_ICMPV6)
+		return rule->count > 0;
 	for (int i = 0; i < MAX_PORT_RANGES; i++) {
 		if (i >= rule->count)
 			break;
@@ -247,8 +289,9 @@ static __always_inline void count(__u32 class_id, __u32 reason)
 		*counter += 1;
 }
 
-static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, __u8 dry_run,
-				   __u8 family, const __u32 *addr, __u16 port, __u8 protocol)
+static __always_inline int verdict(struct __sk_buff *skb, int reason, __u64 cgroup_id,
+				   __u32 class_id, __u8 dry_run, __u8 family, const __u32 *addr,
+				   __u16 port, __u8 protocol)
 {
 	if (reason == ALLOWED)
 		return VERDICT_ALLOW;
@@ -257,7 +300,8 @@ static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, 
 	if (event) {
 		event->cgroup_id = cgroup_id;
 		event->class_id = class_id;
-		event->pid = bpf_get_current_pid_tgid() >> 32;
+		// A packet may leave from no task of the sender's (pid 0: the cgroup says who).
+		event->pid = skb ? 0 : bpf_get_current_pid_tgid() >> 32;
 		event->addr[0] = addr[0];
 		event->addr[1] = family == 6 ? addr[1] : 0;
 		event->addr[2] = family == 6 ? addr[2] : 0;
@@ -267,8 +311,8 @@ static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, 
 		event->protocol = protocol;
 		event->reason = reason;
 		event->dry_run = dry_run;
-		event->pad[0] = 0;
-		event->pad[1] = 0;
+		event->layer = skb ? LAYER_PACKET : LAYER_SOCKET;
+		event->pad = 0;
 		bpf_ringbuf_submit(event, 0);
 	} else {
 		count(class_id, REASON_EVENT_LOST);
@@ -276,85 +320,228 @@ static __always_inline int verdict(int reason, __u64 cgroup_id, __u32 class_id, 
 	return dry_run ? VERDICT_ALLOW : VERDICT_DENY;
 }
 
-static __always_inline int decide_v4(__u32 addr, __u16 port, __u8 protocol)
+// A UDP connect() sends nothing; only a credential endpoint is refused there (see the top).
+static __always_inline int route_probe(struct __sk_buff *skb, int connect, __u8 protocol,
+				       int reason)
 {
-	if ((bpf_ntohl(addr) >> 24) == 127 || addr == 0)
+	return !skb && connect && protocol != IPPROTO_TCP && reason != REASON_METADATA;
+}
+
+// `local`: loopback and the unspecified address stay on this host (an IPv4 address, or one
+// v4-mapped); in a form the network carries (NAT64, 6to4, IPv4-compatible) they are judged
+// like any other address.
+static __always_inline int decide_v4(struct __sk_buff *skb, int connect, __u32 addr, __u16 port,
+				     __u8 protocol, int local)
+{
+	if (local && ((bpf_ntohl(addr) >> 24) == 127 || addr == 0))
 		return VERDICT_ALLOW;
 	__u64 cgroup_id, tenant_id = 0;
 	__u8 dry_run;
-	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
+	__u32 class_id = class_of_caller(skb, &cgroup_id, &dry_run, &tenant_id);
 	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
 	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), class_id, port, protocol);
 	__u32 addrs[4] = { addr, 0, 0, 0 };
 	if (reason != ALLOWED && reason != REASON_METADATA &&
 	    peer_allows(tenant_id, class_id, 4, addrs, port, protocol))
 		reason = ALLOWED;
-	return verdict(reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
+	if (route_probe(skb, connect, protocol, reason))
+		reason = ALLOWED;
+	return verdict(skb, reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
 }
 
-static __always_inline int decide_v6(const __u32 *addr, __u16 port, __u8 protocol)
+static __always_inline int decide_v6(struct __sk_buff *skb, int connect, const __u32 *addr,
+				     __u16 port, __u8 protocol)
 {
 	if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1))
 		return VERDICT_ALLOW;
 	// Forms that deliver to an IPv4 address are judged as it (policies/src/egress.rs,
-	// embedded_ipv4, is the same rule): v4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d,
-	// NAT64 64:ff9b::a.b.c.d (a translator on an IPv6-only cluster forwards it), and 6to4
-	// 2002:aabb:ccdd::/48.
-	if (addr[0] == 0 && addr[1] == 0 && (addr[2] == bpf_htonl(0x0000ffff) || addr[2] == 0))
-		return decide_v4(addr[3], port, protocol);
-	if (addr[0] == bpf_htonl(0x0064ff9b) && addr[1] == 0 && addr[2] == 0)
-		return decide_v4(addr[3], port, protocol);
-	if ((bpf_ntohl(addr[0]) >> 16) == 0x2002) {
-		__u32 v4 = (bpf_ntohl(addr[0]) << 16) | (bpf_ntohl(addr[1]) >> 16);
-		return decide_v4(bpf_htonl(v4), port, protocol);
-	}
+	// embedded_ipv4, is the same rule): v4-mapped ::ffff:a.b.c.d, IPv4-translated
+	// ::ffff:0:a.b.c.d, IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::a.b.c.d (a translator on an
+	// IPv6-only cluster forwards it), and 6to4 2002:aabb:ccdd::/48. One call judges them all
+	// (each inlined copy is one more for the verifier to walk).
+	__u32 v4 = addr[3];
+	int local = 0, embedded = 1;
+	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff))
+		local = 1;
+	else if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0)
+		local = addr[3] == 0; // :: is the unspecified address (::1 is above)
+	else if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff0000))
+		;
+	else if (addr[0] == bpf_htonl(0x0064ff9b) && addr[1] == 0 && addr[2] == 0)
+		;
+	else if ((bpf_ntohl(addr[0]) >> 16) == 0x2002)
+		v4 = bpf_htonl((bpf_ntohl(addr[0]) << 16) | (bpf_ntohl(addr[1]) >> 16));
+	else
+		embedded = 0;
+	if (embedded)
+		return decide_v4(skb, connect, v4, port, protocol, local);
 	__u64 cgroup_id, tenant_id = 0;
 	__u8 dry_run;
-	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
+	__u32 class_id = class_of_caller(skb, &cgroup_id, &dry_run, &tenant_id);
 	struct v6_key key = { .prefixlen = 160, .class_id = class_id };
 	key.addr[0] = addr[0];
 	key.addr[1] = addr[1];
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
 	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), class_id, port, protocol);
+	// Local-use NAT64 (64:ff9b:1::/48) carries its IPv4 address where the operator chose, so
+	// it is never read as one; but at the end (a /96 in it, the usual place) a credential
+	// endpoint is refused, whatever the class may send to the prefix.
+	if (addr[0] == bpf_htonl(0x0064ff9b) && (bpf_ntohl(addr[1]) >> 16) == 1) {
+		struct v4_key embedded_key = { .prefixlen = 64, .class_id = class_id, .addr = addr[3] };
+		struct rule *rule = bpf_map_lookup_elem(&v4_rules, &embedded_key);
+		if (rule && (rule->flags & RULE_METADATA) && !port_allowed(rule, port, protocol))
+			reason = REASON_METADATA;
+	}
 	if (reason != ALLOWED && reason != REASON_METADATA &&
 	    peer_allows(tenant_id, class_id, 6, addr, port, protocol))
 		reason = ALLOWED;
-	return verdict(reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
+	if (route_probe(skb, connect, protocol, reason))
+		reason = ALLOWED;
+	return verdict(skb, reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
 }
 
-static __always_inline int from_ctx_v6(struct bpf_sock_addr *ctx)
+static __always_inline int from_ctx_v6(struct bpf_sock_addr *ctx, int connect)
 {
 	__u32 addr[4];
 	addr[0] = ctx->user_ip6[0];
 	addr[1] = ctx->user_ip6[1];
 	addr[2] = ctx->user_ip6[2];
 	addr[3] = ctx->user_ip6[3];
-	return decide_v6(addr, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
+	return decide_v6(NULL, connect, addr, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
 }
 
 SEC("cgroup/connect4")
 int hubguard_connect4(struct bpf_sock_addr *ctx)
 {
-	return decide_v4(ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
+	return decide_v4(NULL, 1, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port),
+			 (__u8)ctx->protocol, 1);
 }
 
 SEC("cgroup/connect6")
 int hubguard_connect6(struct bpf_sock_addr *ctx)
 {
-	return from_ctx_v6(ctx);
+	return from_ctx_v6(ctx, 1);
 }
 
 SEC("cgroup/sendmsg4")
 int hubguard_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return decide_v4(ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port), (__u8)ctx->protocol);
+	return decide_v4(NULL, 0, ctx->user_ip4, bpf_ntohs((__u16)ctx->user_port),
+			 (__u8)ctx->protocol, 1);
 }
 
 SEC("cgroup/sendmsg6")
 int hubguard_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return from_ctx_v6(ctx);
+	return from_ctx_v6(ctx, 0);
+}
+
+// The destination port of a TCP or UDP packet whose transport header starts at `offset` (0
+// for other protocols, and for a header the program cannot read: no port rule matches it).
+static __always_inline __u16 packet_port(struct __sk_buff *skb, __u32 offset, __u8 protocol)
+{
+	__u16 port;
+	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, offset + 2, &port, sizeof(port)))
+		return 0;
+	return bpf_ntohs(port);
+}
+
+// Whether the socket hooks already judged where this packet goes: TCP and UDP of an ordinary
+// socket, without options.
+static __always_inline int hooks_judged(struct bpf_sock *sk, __u8 protocol, int options)
+{
+	if (options || sk->type == SOCK_RAW)
+		return 0;
+	if (protocol == IPPROTO_TCP)
+		return 1;
+	return protocol == IPPROTO_UDP && sk->protocol == IPPROTO_UDP &&
+	       sk->state != BPF_TCP_ESTABLISHED;
+}
+
+// Every packet a socket under an attach point sends (see the top for what it judges). One
+// destination is judged per packet, through one call of each decision (the verifier walks
+// every inlined copy): a packet with options by its next hop, as a protocol of its own (IPv4
+// options: 0; an IPv6 extension header: its number), which only an every-port rule allows; a
+// datagram of a connected socket by the address it connected to; anything else by its header.
+// A header the program cannot read is refused.
+SEC("cgroup_skb/egress")
+int hubguard_packet(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return VERDICT_ALLOW; // the kernel runs cgroup programs for sockets' packets only
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return VERDICT_ALLOW;
+	// Nearly every packet: TCP of a stream socket, without options, which the connect hook
+	// judged. Read in place (no helper call): this runs for every packet of a bulk transfer.
+	if (sk->type == SOCK_STREAM) {
+		void *data = (void *)(long)skb->data;
+		void *end = (void *)(long)skb->data_end;
+		if (skb->protocol == bpf_htons(ETH_P_IP)) {
+			struct iphdr *ip = data;
+			if ((void *)(ip + 1) <= end && ip->ihl == 5 && ip->protocol == IPPROTO_TCP)
+				return VERDICT_ALLOW;
+		} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+			struct ipv6hdr *ip = data;
+			if ((void *)(ip + 1) <= end && ip->nexthdr == IPPROTO_TCP)
+				return VERDICT_ALLOW;
+		}
+	}
+	__u32 addr[4] = { 0, 0, 0, 0 };
+	__u32 offset;
+	__u8 protocol;
+	int v4, options;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return VERDICT_DENY;
+		v4 = 1;
+		addr[0] = ip.daddr;
+		protocol = ip.protocol;
+		offset = ip.ihl * 4;
+		options = ip.ihl > 5;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return VERDICT_DENY;
+		v4 = 0;
+		__builtin_memcpy(addr, ip.daddr.in6_u.u6_addr32, sizeof(addr));
+		protocol = ip.nexthdr;
+		offset = sizeof(ip);
+		options = protocol != IPPROTO_TCP && protocol != IPPROTO_UDP &&
+			  protocol != IPPROTO_UDPLITE && protocol != PROTO_ICMPV6;
+	} else {
+		return VERDICT_ALLOW;
+	}
+	if (hooks_judged(sk, protocol, options))
+		return VERDICT_ALLOW;
+	__u16 port = 0;
+	if (options) {
+		if (v4)
+			protocol = IPPROTO_IP;
+	} else if (sk->type == SOCK_DGRAM && sk->state == BPF_TCP_ESTABLISHED &&
+		   (sk->protocol == IPPROTO_UDP || sk->protocol == IPPROTO_UDPLITE)) {
+		port = bpf_ntohs((__u16)sk->dst_port);
+		protocol = (__u8)sk->protocol;
+		v4 = sk->family == FAMILY_INET;
+		if (v4) {
+			addr[0] = sk->dst_ip4;
+		} else {
+			addr[0] = sk->dst_ip6[0];
+			addr[1] = sk->dst_ip6[1];
+			addr[2] = sk->dst_ip6[2];
+			addr[3] = sk->dst_ip6[3];
+		}
+	} else {
+		port = packet_port(skb, offset, protocol);
+	}
+	if (v4)
+		return decide_v4(skb, 0, addr[0], port, protocol, 1);
+	return decide_v6(skb, 0, addr, port, protocol);
 }
 
 // Raw sockets (any protocol) and ICMP echo datagram sockets: what they send passes no connect
@@ -368,12 +555,12 @@ int hubguard_sock_create(struct bpf_sock *sk)
 		return VERDICT_ALLOW;
 	__u64 cgroup_id, tenant_id;
 	__u8 dry_run;
-	__u32 class_id = class_of_caller(&cgroup_id, &dry_run, &tenant_id);
+	__u32 class_id = class_of_caller(NULL, &cgroup_id, &dry_run, &tenant_id);
 	__u32 *flags = bpf_map_lookup_elem(&class_flags, &class_id);
 	if (flags && (*flags & CLASS_RAW_SOCKETS))
 		return VERDICT_ALLOW;
 	__u32 none[4] = { 0, 0, 0, 0 };
-	return verdict(REASON_SOCKET, cgroup_id, class_id, dry_run, sk->family == 10 ? 6 : 4,
+	return verdict(NULL, REASON_SOCKET, cgroup_id, class_id, dry_run, sk->family == 10 ? 6 : 4,
 		       none, 0, (__u8)sk->protocol);
 }
 

@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use crate::support::node::{
-    assert_probes, assert_probes_as, require_root, uninstall, Agent, Netns, Pins, Servers,
-    TestCgroup,
+    assert_probes, assert_probes_as, probe_as, require_root, uninstall, Agent, Netns, Pins,
+    Servers, TestCgroup,
 };
 use crate::support::TempDir;
 
@@ -203,7 +203,7 @@ fn standalone_agent_enforces_survives_a_kill_and_uninstalls() {
     let _ = policy_file(&dir);
     let second = Agent::start(&standalone_args(&policy, &users_arg, &pins));
     assert!(
-        second.log().contains(r#""attached":0,"adopted":5"#),
+        second.log().contains(r#""attached":0,"adopted":6"#),
         "the restarted agent adopts the pinned links:\n{}",
         second.log()
     );
@@ -375,6 +375,16 @@ const AROUND_ADDRESSES: &[&str] = &[
     "fd20:ce::254/128",
     "100.100.100.200/32",
     "169.254.0.23/32",
+    "169.254.169.252/32",     // GKE's Workload Identity metadata server
+    "168.63.129.16/32",       // Azure WireServer
+    "fd00:c1::a9fe:a9fe/128", // OCI over IPv6
+    "192.0.0.192/32",         // OCI Classic
+    "fd00:100::100:200/128",  // Alibaba over IPv6
+    "fd00:a9fe:a9fe::1/128",  // Akamai (Linode) over IPv6
+    "169.254.42.42/32",       // Scaleway
+    "fd00:42::42/128",        // Scaleway over IPv6
+    "::ffff:0:a9fe:a9fe/128", // IPv4-translated → 169.254.169.254
+    "2002:7f00:1::1/128",     // 6to4 → 127.0.0.1, which a relay would carry elsewhere
     "198.51.100.10/32",
     "2001:db8::10/128",
     "10.20.0.10/32",
@@ -403,6 +413,17 @@ const CREDENTIAL_PROBES: &[&str] = &[
     "tcp:[::a9fe:a9fe]:80",
     "tcp:[2002:a9fe:a9fe::1]:80",
     "udp:[64:ff9b::a9fe:a9fe]:80",
+    "tcp:169.254.169.252:988",
+    "tcp:168.63.129.16:80",
+    "tcp:168.63.129.16:32526",
+    "tcp:[fd00:c1::a9fe:a9fe]:80",
+    "tcp:192.0.0.192:80",
+    "tcp:[fd00:100::100:200]:80",
+    "tcp:[fd00:a9fe:a9fe::1]:80",
+    "tcp:169.254.42.42:80",
+    "tcp:[fd00:42::42]:80",
+    "tcp:[::ffff:0:a9fe:a9fe]:80",
+    "tcp:[64:ff9b:1::a9fe:a9fe]:80",
 ];
 
 /// Forms of private and non-public destinations for the user class (public web only).
@@ -412,6 +433,7 @@ const FORM_PROBES: &[(&str, &str)] = &[
     ("tcp:[2001:0:a9fe:a9fe::1]:443", "EPERM"),
     ("tcp:[64:ff9b:1::a9fe:a9fe]:443", "EPERM"),
     ("tcp:[64:ff9b::c633:640a]:443", "ok"),
+    ("tcp:[2002:7f00:1::1]:8080", "EPERM"),
 ];
 
 /// ICMP echo to the metadata, a private and a public address, both families.
@@ -504,7 +526,8 @@ fn nothing_goes_around_the_socket_hooks() {
     assert_probes(&ns, &alice, &refused, "credential endpoints, user");
     assert_probes(&ns, &service, &refused, "credential endpoints, platform");
     assert_probes(&ns, &alice, FORM_PROBES, "IPv4 inside IPv6, user");
-    // The platform class is not egress-filtered: anything else, and ICMP, goes.
+    // The platform class is not egress-filtered: anything else, and ICMP, goes; but no echo
+    // reaches a credential endpoint, through an echo socket or a raw one (the packet layer).
     assert_probes(
         &ns,
         &service,
@@ -514,7 +537,21 @@ fn nothing_goes_around_the_socket_hooks() {
         ],
         "platform elsewhere",
     );
-    assert_probes(&ns, &service, &expect_all(&pings, "ok"), "platform ping");
+    // (An IPv6 echo socket's send does not return the drop: that echo just gets no reply.)
+    let credential_echo =
+        |probe: &str| probe.contains("169.254.169.254") || probe.contains("fd00:ec2::254");
+    for (kind, probes) in [("ping", &pings), ("raw", &raws)] {
+        let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
+        let outcomes = probe_as(&ns, &service, None, &probes);
+        for probe in probes {
+            let outcome = outcomes.get(probe).map(String::as_str).unwrap_or("");
+            assert_eq!(
+                outcome == "ok",
+                !credential_echo(probe),
+                "platform {kind}: {probe}: {outcome}"
+            );
+        }
+    }
 
     let metrics = agent.metrics();
     assert!(
@@ -523,6 +560,129 @@ fn nothing_goes_around_the_socket_hooks() {
             &[("pod_class", "user"), ("reason", "socket")]
         ) >= 15.0,
         "socket refusals counted"
+    );
+    drop(agent);
+    uninstall(&pins);
+}
+
+/// What the packet layer judges that the socket hooks cannot: a UDP connect() sends nothing
+/// (programs probe routes with it), so it is no denial, but the datagram after it is; UDP-Lite
+/// runs no connect hook at all; source routing sends the packet to another hop than the one
+/// the hook judged; a class that may open raw sockets still reaches no credential endpoint
+/// through one (above). Each refusal is reported as the packet layer's.
+#[test]
+fn the_packet_layer_judges_what_the_socket_hooks_let_through() {
+    require_root();
+    let ns = Netns::isolated("packet", ADDRESSES);
+    let endpoints = [
+        "udp:198.51.100.10:80",
+        "udp:10.20.0.10:80",
+        "udplite:198.51.100.10:443",
+        "udplite:169.254.169.254:80",
+        "udplite:10.20.0.10:80",
+    ];
+    let _servers = Servers::start(&ns, &endpoints);
+    let cgroups = TestCgroup::new("packet");
+    let users = cgroups.child("users");
+    let alice = cgroups.child("users/alice");
+    let platform = cgroups.child("platform");
+    let service = cgroups.child("platform/service");
+    let dir = TempDir::new("node-agent-packet");
+    let policy = policy_file(&dir);
+    let pin_guard = Pins::new("packet");
+    let pins = pin_guard.0.clone();
+
+    let mut baseline: Vec<(&str, &str)> = endpoints.iter().map(|e| (*e, "ok")).collect();
+    baseline.push(("udpc:198.51.100.10:80", "ok"));
+    assert_probes(&ns, &alice, &baseline, "baseline, no agent");
+    // A datagram to a host the platform class reaches, its packet routed through the metadata
+    // address first. Without the agent it is sent (where it goes next is the network's affair).
+    let source_routed = [
+        "lsrr:169.254.169.254:10.20.0.10:80",
+        "srh:[fd00:ec2::254]:[2001:db8::10]:80",
+    ];
+    let sent = probe_as(&ns, &service, None, &source_routed);
+    assert!(
+        sent.len() == 2
+            && sent
+                .values()
+                .all(|o| o != "EPERM" && !o.contains("setting the route")),
+        "source routing, no agent: {sent:?}"
+    );
+
+    let users_arg = format!("{}=user", users.display());
+    let platform_arg = format!("{}=platform", platform.display());
+    let mut args = standalone_args(&policy, &users_arg, &pins);
+    args.extend(["--cgroup", platform_arg.as_str()]);
+    let agent = Agent::start(&args);
+
+    // Route probes: connect() succeeds where no packet could go, except to a credential
+    // endpoint; and none of them is a denial.
+    let route_probes = [
+        ("route:198.51.100.10:80", "ok"),
+        ("route:10.20.0.10:80", "ok"),
+        ("route:[2001:db8::10]:80", "ok"),
+    ];
+    assert_probes(&ns, &alice, &route_probes, "route probes, user");
+    assert_probes(
+        &ns,
+        &alice,
+        &[("route:169.254.169.254:80", "EPERM")],
+        "a route probe to the metadata address",
+    );
+    let samples = agent.wait_metrics("the metadata route probe", |m| {
+        m.sum("hubguard_metadata_denied_total", &[]) == 1.0
+    });
+    assert_eq!(
+        samples.sum("hubguard_egress_denied_total", &[]),
+        0.0,
+        "route probes are no denials"
+    );
+
+    // What is sent after them is judged, packet by packet, as the socket hooks would have.
+    assert_probes(
+        &ns,
+        &alice,
+        &[
+            ("udpc:198.51.100.10:80", "EPERM"),
+            ("udpc:10.20.0.10:80", "EPERM"),
+            ("udplite:198.51.100.10:443", "EPERM"),
+            ("udplite:169.254.169.254:80", "EPERM"),
+            ("udplite:10.20.0.10:80", "EPERM"),
+        ],
+        "datagrams after a connect, user",
+    );
+    // The platform class has no egress rules: UDP-Lite goes, except to a credential endpoint.
+    assert_probes(
+        &ns,
+        &service,
+        &[
+            ("udplite:10.20.0.10:80", "ok"),
+            ("udplite:198.51.100.10:443", "ok"),
+            ("udplite:169.254.169.254:80", "EPERM"),
+        ],
+        "UDP-Lite, platform",
+    );
+    // The sendmsg hook judged the final address, which the platform class reaches; the packet
+    // goes to the metadata address first.
+    let refused: Vec<(&str, &str)> = source_routed.iter().map(|p| (*p, "EPERM")).collect();
+    assert_probes(&ns, &service, &refused, "source routing, platform");
+    let samples = agent.wait_metrics("the packet layer's refusals", |m| {
+        m.sum("hubguard_metadata_denied_total", &[]) == 5.0
+            && m.sum("hubguard_egress_denied_total", &[("pod_class", "user")]) == 4.0
+    });
+    assert_eq!(
+        samples.sum("hubguard_node_agent_events_lost_total", &[]),
+        0.0
+    );
+    let log = agent.log();
+    let packet_layer = log
+        .lines()
+        .filter(|l| l.contains("egress denied") && l.contains(r#""layer":"packet""#))
+        .count();
+    assert_eq!(
+        packet_layer, 8,
+        "the packet layer's denials are logged as its own:\n{log}"
     );
     drop(agent);
     uninstall(&pins);

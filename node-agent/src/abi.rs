@@ -107,7 +107,8 @@ pub struct RawDenial {
     pub protocol: u8,
     pub reason: u8,
     pub dry_run: u8,
-    pub pad: [u8; 2],
+    pub layer: u8,
+    pub pad: u8,
 }
 
 /// Trie keys (`struct v4_key`, `struct v6_key`) after their prefix length, as aya's LPM

@@ -163,6 +163,7 @@ fn log_denial(denial: &Denial, owner: &Owner, reason: &str) {
         protocol = protocol_name(denial.protocol),
         reason,
         pid = denial.pid,
+        layer = if denial.packet_layer { "packet" } else { "socket" },
         dry_run = denial.dry_run,
         "{message}"
     );

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use hubguard_policy::egress::{credential_nets, EgressRule, Protocol};
+use hubguard_policy::egress::{credential_nets, resolver_nets, EgressRule, Protocol};
 use hubguard_policy::Policy;
 use ipnet::IpNet;
 
@@ -134,6 +134,16 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
     let mut table = RuleTable::new();
     let metadata = metadata_entry(policy.network.metadata_server_dns);
     let metadata_nets = credential_nets();
+    // Classes that may send DNS anywhere keep port 53 where a credential endpoint is also the
+    // platform's resolver (Azure's 168.63.129.16, where the cluster DNS forwards).
+    let resolvers = resolver_nets();
+    let metadata_for_any_dns = |net: &IpNet| {
+        if resolvers.contains(net) {
+            metadata_entry(true)
+        } else {
+            metadata.clone()
+        }
+    };
     let dns_nets: Vec<IpNet> = resolved
         .cluster_dns
         .iter()
@@ -144,10 +154,9 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
     for net in ["0.0.0.0/0", "::/0"] {
         table.insert((ClassId::Exempt, net.parse().expect("literal")), any_port());
     }
-    for class in [ClassId::Exempt, ClassId::Unmapped] {
-        for net in &metadata_nets {
-            table.insert((class, *net), metadata.clone());
-        }
+    for net in &metadata_nets {
+        table.insert((ClassId::Exempt, *net), metadata_for_any_dns(net));
+        table.insert((ClassId::Unmapped, *net), metadata.clone());
     }
     for net in &dns_nets {
         table.insert((ClassId::Unmapped, *net), dns_entry());
@@ -161,7 +170,7 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
                 table.insert((class, net.parse().expect("literal")), any_port());
             }
             for net in &metadata_nets {
-                table.insert((class, *net), metadata.clone());
+                table.insert((class, *net), metadata_for_any_dns(net));
             }
             continue;
         }
@@ -952,6 +961,43 @@ mod tests {
                 80,
                 TCP
             ));
+        }
+    }
+
+    #[test]
+    fn every_credential_endpoint_is_closed_to_every_class() {
+        let p = policy("{clusterDNS: {addresses: [10.96.0.10]}}", PUBLIC_WEB);
+        let table = compile(&p, &resolved()).unwrap().table;
+        let classes = [
+            ClassId::User,
+            ClassId::Platform,
+            ClassId::Exempt,
+            ClassId::Unmapped,
+        ];
+        for endpoint in hubguard_policy::egress::CREDENTIAL_ENDPOINTS {
+            let net: IpNet = endpoint.cidr.parse().unwrap();
+            for class in classes {
+                for (port, protocol) in [(80, TCP), (443, TCP), (988, TCP), (32526, TCP), (80, UDP)]
+                {
+                    assert!(
+                        !allows(&table, class, net.addr(), port, protocol),
+                        "{} port {port} is open to {class:?}",
+                        endpoint.cidr
+                    );
+                }
+            }
+        }
+        // Azure's WireServer is also Azure's DNS: the classes that may send DNS anywhere
+        // (the cluster DNS among them) keep it; the user class sends DNS to the cluster DNS only.
+        let wireserver = "168.63.129.16".parse().unwrap();
+        for (class, dns) in [
+            (ClassId::Exempt, true),
+            (ClassId::Platform, true),
+            (ClassId::User, false),
+            (ClassId::Unmapped, false),
+        ] {
+            assert_eq!(allows(&table, class, wireserver, 53, UDP), dns, "{class:?}");
+            assert!(!allows(&table, class, wireserver, 32526, TCP));
         }
     }
 

@@ -10,40 +10,152 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate::FieldErrors;
 
-/// Every address where a cloud hands out credentials to whatever asks from the node, denied
-/// for every class (docs/node-agent.md lists them with their clouds).
-pub const CREDENTIAL_ENDPOINTS: &[(&str, &str)] = &[
-    (
+/// One address where a cloud hands out credentials (or what leads to them).
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialEndpoint {
+    pub cidr: &'static str,
+    /// What answers there.
+    pub what: &'static str,
+    /// Where the provider documents it.
+    pub source: &'static str,
+    /// The same address is also the platform's DNS resolver: port 53 stays open there for
+    /// classes that may send DNS anywhere (the cluster DNS forwards to it).
+    pub resolver: bool,
+}
+
+const fn endpoint(
+    cidr: &'static str,
+    what: &'static str,
+    source: &'static str,
+) -> CredentialEndpoint {
+    CredentialEndpoint {
+        cidr,
+        what,
+        source,
+        resolver: false,
+    }
+}
+
+/// The maintained list (docs/node-agent.md shows it): denied for every class, in every form an
+/// address can take (the kernel decodes the IPv6 forms of IPv4 addresses).
+pub const CREDENTIAL_ENDPOINTS: &[CredentialEndpoint] = &[
+    endpoint(
         "169.254.169.254/32",
-        "instance metadata (AWS, GCP, Azure, OpenStack, Oracle, DigitalOcean, …)",
+        "instance metadata (AWS, GCP, Azure, OpenStack, Oracle, DigitalOcean, Linode, Hetzner, …)",
+        "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html",
     ),
-    ("fd00:ec2::254/128", "AWS instance metadata over IPv6"),
-    ("169.254.170.2/32", "AWS ECS task credentials"),
-    ("169.254.170.23/32", "AWS EKS Pod Identity"),
-    ("fd00:ec2::23/128", "AWS EKS Pod Identity over IPv6"),
-    ("fd20:ce::254/128", "GCE metadata over IPv6"),
-    ("100.100.100.200/32", "Alibaba Cloud metadata"),
-    ("169.254.0.23/32", "Tencent Cloud metadata"),
+    endpoint(
+        "fd00:ec2::254/128",
+        "AWS instance metadata over IPv6",
+        "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html",
+    ),
+    endpoint(
+        "169.254.170.2/32",
+        "AWS ECS task credentials",
+        "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html",
+    ),
+    endpoint(
+        "169.254.170.23/32",
+        "AWS EKS Pod Identity",
+        "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html",
+    ),
+    endpoint(
+        "fd00:ec2::23/128",
+        "AWS EKS Pod Identity over IPv6",
+        "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html",
+    ),
+    endpoint(
+        "fd20:ce::254/128",
+        "GCE metadata over IPv6",
+        "https://cloud.google.com/compute/docs/metadata/querying-metadata",
+    ),
+    endpoint(
+        "169.254.169.252/32",
+        "GKE metadata server for Workload Identity (port 988)",
+        "https://cloud.google.com/kubernetes-engine/docs/concepts/workload-identity",
+    ),
+    CredentialEndpoint {
+        cidr: "168.63.129.16/32",
+        what: "Azure WireServer (ports 80 and 32526: the path from a pod to the node's bootstrap credentials); also Azure DNS",
+        source: "https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16",
+        resolver: true,
+    },
+    endpoint(
+        "fd00:c1::a9fe:a9fe/128",
+        "Oracle Cloud (OCI) instance metadata over IPv6",
+        "https://docs.oracle.com/iaas/Content/Compute/Tasks/gettingmetadata.htm",
+    ),
+    endpoint(
+        "192.0.0.192/32",
+        "Oracle Cloud Infrastructure Classic instance metadata",
+        "https://docs.oracle.com/en/cloud/iaas-classic/compute-iaas-cloud/stcsg/retrieving-instance-metadata.html",
+    ),
+    endpoint(
+        "100.100.100.200/32",
+        "Alibaba Cloud ECS metadata",
+        "https://www.alibabacloud.com/help/en/ecs/user-guide/view-instance-metadata",
+    ),
+    endpoint(
+        "fd00:100::100:200/128",
+        "Alibaba Cloud ECS metadata over IPv6",
+        "https://www.alibabacloud.com/help/en/ecs/user-guide/view-instance-metadata",
+    ),
+    endpoint(
+        "169.254.0.23/32",
+        "Tencent Cloud metadata",
+        "https://www.tencentcloud.com/document/product/213/4934",
+    ),
+    endpoint(
+        "fe80::a9fe:a9fe/128",
+        "OpenStack metadata over IPv6 (link-local)",
+        "https://docs.openstack.org/neutron/latest/admin/config-services-metadata.html",
+    ),
+    endpoint(
+        "fd00:a9fe:a9fe::1/128",
+        "Akamai (Linode) metadata over IPv6",
+        "https://techdocs.akamai.com/cloud-computing/docs/overview-of-the-metadata-service",
+    ),
+    endpoint(
+        "169.254.42.42/32",
+        "Scaleway instance metadata",
+        "https://www.scaleway.com/en/docs/instances/how-to/use-cloud-init/",
+    ),
+    endpoint(
+        "fd00:42::42/128",
+        "Scaleway instance metadata over IPv6",
+        "https://www.scaleway.com/en/docs/instances/how-to/use-cloud-init/",
+    ),
 ];
 
 /// The credential endpoints as networks.
 pub fn credential_nets() -> Vec<IpNet> {
     CREDENTIAL_ENDPOINTS
         .iter()
-        .map(|(cidr, _)| cidr.parse().expect("credential endpoints are CIDRs"))
+        .map(|e| e.cidr.parse().expect("credential endpoints are CIDRs"))
+        .collect()
+}
+
+/// The credential endpoints that are also the platform's DNS resolver.
+pub fn resolver_nets() -> Vec<IpNet> {
+    CREDENTIAL_ENDPOINTS
+        .iter()
+        .filter(|e| e.resolver)
+        .map(|e| e.cidr.parse().expect("credential endpoints are CIDRs"))
         .collect()
 }
 
 /// The IPv4 address an IPv6 address delivers to, for the forms the network translates or
-/// tunnels: v4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`
-/// and 6to4 `2002:aabb:ccdd::/48`. The node agent's kernel program applies the same rule
+/// tunnels: v4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`, IPv4-compatible
+/// `::a.b.c.d`, NAT64 `64:ff9b::/96` and 6to4 `2002:aabb:ccdd::/48`. The node agent's kernel program applies the same rule
 /// (ebpf/egress.bpf.c, decide_v6); loopback `::1` is not such a form.
 pub fn embedded_ipv4(addr: &Ipv6Addr) -> Option<Ipv4Addr> {
     let s = addr.segments();
     let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0, 0, 1] => None,
-        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => Some(low),
+        [0, 0, 0, 0, 0, 0xffff, _, _]
+        | [0, 0, 0, 0, 0xffff, 0, _, _]
+        | [0, 0, 0, 0, 0, 0, _, _] => Some(low),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
         [0x2002, a, b, ..] => Some(Ipv4Addr::new(
             (a >> 8) as u8,
@@ -206,7 +318,7 @@ pub(crate) fn validate_network(net: &NetworkSpec, path: &str, errs: &mut FieldEr
                     grant.endpoint,
                     CREDENTIAL_ENDPOINTS
                         .iter()
-                        .map(|(c, _)| c.trim_end_matches("/32").trim_end_matches("/128"))
+                        .map(|e| e.cidr.trim_end_matches("/32").trim_end_matches("/128"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -403,6 +515,7 @@ mod tests {
         let cases = [
             ("::ffff:169.254.169.254", Some("169.254.169.254")),
             ("::169.254.169.254", Some("169.254.169.254")),
+            ("::ffff:0:a9fe:a9fe", Some("169.254.169.254")),
             ("64:ff9b::a9fe:a9fe", Some("169.254.169.254")),
             ("64:ff9b::10.1.2.3", Some("10.1.2.3")),
             ("2002:a9fe:a9fe::1", Some("169.254.169.254")),

@@ -39,6 +39,8 @@ pub struct Denial {
     pub protocol: u8,
     pub reason: Reason,
     pub dry_run: bool,
+    /// The packet layer refused what the socket hooks let through: a way around them tried.
+    pub packet_layer: bool,
 }
 
 impl Denial {
@@ -63,6 +65,7 @@ impl Denial {
             protocol: raw.protocol,
             reason: Reason::from_raw(u32::from(raw.reason))?,
             dry_run: raw.dry_run != 0,
+            packet_layer: u32::from(raw.layer) == LAYER_PACKET,
         })
     }
 }

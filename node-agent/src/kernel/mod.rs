@@ -27,13 +27,13 @@ use std::path::{Path, PathBuf};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
-use aya::programs::{CgroupSock, CgroupSockAddr, ProgramError};
+use aya::programs::{CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use ipnet::IpNet;
 
 use crate::abi::{
     RawDenial, RawOwner, RawPeerKey, RawPortRange, RawRule, RawSettings, Reason, V4Data, V6Data,
-    MAPS_ABI, MAX_PORT_RANGES, REASONS, SETTING_DRY_RUN,
+    LAYER_PACKET, MAPS_ABI, MAX_PORT_RANGES, REASONS, SETTING_DRY_RUN,
 };
 use crate::cgroups;
 use crate::classes::{ClassId, MAX_CLASSES};
@@ -42,12 +42,13 @@ use crate::rules::{Entry, PeerTable, PortRange, RuleTable};
 /// The compiled kernel programs (built by build.rs with clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
 
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 6] = [
     "hubguard_connect4",
     "hubguard_connect6",
     "hubguard_sendmsg4",
     "hubguard_sendmsg6",
     "hubguard_sock_create",
+    "hubguard_packet",
 ];
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -76,16 +76,16 @@ impl Kernel {
                 error: ProgramError::NotLoaded,
             })?;
         // A bpf_link on a cgroup always coexists with other programs; the kernel refuses
-        // attach flags on links, and aya passes none for Single. The socket-address and the
-        // socket-creation programs are two aya types with the same calls.
+        // attach flags on links, and aya passes none for Single. The socket-address, the
+        // socket-creation and the packet programs are three aya types with the same calls.
         macro_rules! attach_link {
-            ($program:expr) => {{
+            ($program:expr $(, $attach_type:expr)?) => {{
                 let program = $program;
                 if program.fd().is_err() {
                     program.load().map_err(wrap)?;
                 }
                 let link_id = program
-                    .attach(cgroup, CgroupAttachMode::Single)
+                    .attach(cgroup, $($attach_type,)? CgroupAttachMode::Single)
                     .map_err(wrap)?;
                 let link = program.take_link(link_id).map_err(wrap)?;
                 FdLink::try_from(link).map_err(|e| KernelError::Io {
@@ -94,9 +94,12 @@ impl Kernel {
                 })?
             }};
         }
-        let link = match <&mut CgroupSock>::try_from(&mut *program) {
-            Ok(sock) => attach_link!(sock),
-            Err(_) => attach_link!(<&mut CgroupSockAddr>::try_from(program).map_err(wrap)?),
+        let link = if let Ok(sock) = <&mut CgroupSock>::try_from(&mut *program) {
+            attach_link!(sock)
+        } else if let Ok(packet) = <&mut CgroupSkb>::try_from(&mut *program) {
+            attach_link!(packet, CgroupSkbAttachType::Egress)
+        } else {
+            attach_link!(<&mut CgroupSockAddr>::try_from(program).map_err(wrap)?)
         };
         let pin_error = |e: String| KernelError::Io {
             path: pin.display().to_string(),

@@ -11,10 +11,14 @@
 //!   hubguard-netprobe connect-rate --netns PATH [--cgroup DIR] [--count N] tcp:ADDR:PORT
 //!   hubguard-netprobe socket-rate --netns PATH [--cgroup DIR] [--count N]
 //!
-//! ENDPOINT is `tcp:ADDR:PORT` or `udp:ADDR:PORT` (IPv6 in brackets). PROBE is the same, or
-//! `udpc:ADDR:PORT` for a connected UDP socket, `ping:ADDR` for an ICMP echo through an
-//! unprivileged ICMP datagram socket, `raw:ADDR` for one through a raw socket. A probe prints
-//! `PROBE ok` when the listener (or the kernel, for echoes) answered, `PROBE EPERM` when the
+//! ENDPOINT is `tcp:ADDR:PORT`, `udp:ADDR:PORT` or `udplite:ADDR:PORT` (IPv6 in brackets).
+//! PROBE is the same (UDP-Lite through a connected socket, as no connect hook sees it), or
+//! `udpc:ADDR:PORT` for a connected UDP socket, `route:ADDR:PORT` for a UDP connect() that
+//! sends nothing (how programs probe routes; `ok` when connect() succeeded), `ping:ADDR` for
+//! an ICMP echo through an unprivileged ICMP datagram socket, `raw:ADDR` for one through a raw
+//! socket, `lsrr:HOP:ADDR:PORT` / `srh:[HOP]:[ADDR]:PORT` for a UDP datagram to ADDR
+//! source-routed through HOP (an IPv4 loose source route; an IPv6 segment routing header).
+//! A probe prints `PROBE ok` when the listener (or the kernel, for echoes) answered, `PROBE EPERM` when the
 //! kernel refused, or `PROBE error: ...`. With `--uid N` the probes run as that uid with no
 //! capabilities, after the namespace's `net.ipv4.ping_group_range` (a per-namespace sysctl of
 //! the isolated namespace, never the host's) admits every group, as container runtimes set it.
@@ -159,8 +163,24 @@ fn parse_spec(text: &str, names_allowed: bool) -> Result<(String, SocketAddr, St
     let (kind, addr) = text
         .split_once(':')
         .ok_or_else(|| format!("'{text}' is not KIND:ADDR:PORT"))?;
+    if kind == "lsrr" || kind == "srh" {
+        // The hop goes into the kind, so that a probe stays (kind, address).
+        let (hop, rest) = if kind == "srh" {
+            addr.split_once("]:")
+                .map(|(hop, rest)| (hop.trim_start_matches('['), rest))
+        } else {
+            addr.split_once(':')
+        }
+        .ok_or_else(|| format!("'{text}' is not {kind}:HOP:ADDR:PORT"))?;
+        let hop: IpAddr = hop.parse().map_err(|e| format!("'{text}': the hop: {e}"))?;
+        let addr: SocketAddr = rest.parse().map_err(|e| format!("'{text}': {e}"))?;
+        if hop.is_ipv4() != addr.is_ipv4() || hop.is_ipv4() != (kind == "lsrr") {
+            return Err(format!("'{text}': lsrr routes IPv4, srh IPv6"));
+        }
+        return Ok((format!("{kind}/{hop}"), addr, text.to_string()));
+    }
     let addr = match kind {
-        "tcp" | "udp" | "udpc" => match addr.parse() {
+        "tcp" | "udp" | "udpc" | "udplite" | "route" => match addr.parse() {
             Ok(addr) => addr,
             Err(_) if names_allowed && !addr.starts_with('[') => resolve(text, addr)?,
             Err(e) => return Err(format!("'{text}': {e} (IPv6 goes in brackets)")),
@@ -172,7 +192,7 @@ fn parse_spec(text: &str, names_allowed: bool) -> Result<(String, SocketAddr, St
         ),
         _ => {
             return Err(format!(
-                "'{text}': kind must be tcp, udp, udpc, ping or raw"
+                "'{text}': kind must be tcp, udp, udpc, udplite, route, ping, raw, lsrr or srh"
             ))
         }
     };
@@ -276,8 +296,8 @@ fn serve(specs: &[(String, SocketAddr)]) -> Result<(), String> {
                     });
                 }
             }
-            "udp" => {
-                let socket = UdpSocket::bind(addr).map_err(|e| format!("udp {addr}: {e}"))?;
+            "udp" | "udplite" => {
+                let socket = udp_socket(kind, *addr).map_err(|e| format!("{kind} {addr}: {e}"))?;
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 512];
                     while let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -331,20 +351,19 @@ fn probe(kind: &str, addr: SocketAddr) -> String {
             }
             Err(e) => outcome(e),
         },
-        "udp" | "udpc" => {
-            let local: SocketAddr = if addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            }
-            .parse()
-            .expect("literal");
-            let socket = match UdpSocket::bind(local) {
+        "udp" | "udpc" | "udplite" | "route" => {
+            let socket = match udp_socket(kind, any_port_of_family(addr)) {
                 Ok(s) => s,
                 Err(e) => return format!("error: bind: {e}"),
             };
             let _ = socket.set_read_timeout(Some(TIMEOUT));
-            let sent = if kind == "udpc" {
+            if kind == "route" {
+                return match socket.connect(addr) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => outcome(e),
+                };
+            }
+            let sent = if kind == "udpc" || kind == "udplite" {
                 socket.connect(addr).and_then(|()| socket.send(b"probe"))
             } else {
                 socket.send_to(b"probe", addr)
@@ -360,7 +379,85 @@ fn probe(kind: &str, addr: SocketAddr) -> String {
             }
         }
         "ping" | "raw" => echo(addr.ip(), kind == "raw"),
+        routed if routed.starts_with("lsrr/") || routed.starts_with("srh/") => {
+            let hop = routed.split_once('/').and_then(|(_, hop)| hop.parse().ok());
+            source_routed(hop.expect("parsed with the probe"), addr)
+        }
         _ => unreachable!("kinds are checked when parsed"),
+    }
+}
+
+/// The unspecified address of `addr`'s family, any port: where a client socket binds.
+fn any_port_of_family(addr: SocketAddr) -> SocketAddr {
+    let any: IpAddr = if addr.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    SocketAddr::new(any, 0)
+}
+
+/// A UDP socket bound to `addr`; for `udplite`, a UDP-Lite one: the same calls on another
+/// protocol number, which std cannot create (socket2 can, without unsafe code).
+fn udp_socket(kind: &str, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    if kind != "udplite" {
+        return UdpSocket::bind(addr);
+    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::from(libc::IPPROTO_UDPLITE)),
+    )?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A UDP datagram to `addr` whose packet goes to `hop` first: an IPv4 loose source route
+/// (IP_OPTIONS: NOP, LSRR, length 7, pointer 4, the hop), or an IPv6 segment routing header
+/// (IPV6_RTHDR, which needs no privilege: type 4, segments [addr, hop], one left).
+fn source_routed(hop: IpAddr, addr: SocketAddr) -> String {
+    let socket = match UdpSocket::bind(any_port_of_family(addr)) {
+        Ok(s) => s,
+        Err(e) => return format!("error: bind: {e}"),
+    };
+    let _ = socket.set_read_timeout(Some(TIMEOUT));
+    let (level, name, header) = match (hop, addr.ip()) {
+        (IpAddr::V4(hop), IpAddr::V4(_)) => {
+            let mut option = vec![1u8, 131, 7, 4];
+            option.extend(hop.octets());
+            (libc::IPPROTO_IP, libc::IP_OPTIONS, option)
+        }
+        (IpAddr::V6(hop), IpAddr::V6(destination)) => {
+            let mut header = vec![0u8, 4, 4, 1, 1, 0, 0, 0];
+            header.extend(destination.octets());
+            header.extend(hop.octets());
+            (libc::IPPROTO_IPV6, libc::IPV6_RTHDR, header)
+        }
+        _ => unreachable!("families are checked when parsed"),
+    };
+    // SAFETY: setsockopt with a buffer of the length given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            header.as_ptr().cast(),
+            header.len() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return format!(
+            "error: setting the route: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if let Err(e) = socket.send_to(b"probe", addr) {
+        return outcome(e);
+    }
+    let mut buf = [0u8; 16];
+    match socket.recv(&mut buf) {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("error: no reply: {e}"),
     }
 }
 
