@@ -7,7 +7,8 @@
 //!   hubguard-netprobe serve --netns PATH ENDPOINT...
 //!   hubguard-netprobe probe --netns PATH [--cgroup DIR] [--uid N] PROBE...
 //!   hubguard-netprobe probe --netns pod PROBE...   (inside a pod of the test node)
-//!   hubguard-netprobe repeat --netns PATH|pod [--count N] PROBE   (every 20 ms; a tally)
+//!   hubguard-netprobe repeat --netns PATH|pod [--count N] [--every MS] [--for SECONDS] PROBE
+//!                                         (every 20 ms unless told, at most SECONDS; a tally)
 //!   hubguard-netprobe connect-rate --netns PATH [--cgroup DIR] [--count N] tcp:ADDR:PORT
 //!   hubguard-netprobe socket-rate --netns PATH [--cgroup DIR] [--count N]
 //!
@@ -55,6 +56,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut spec_texts = Vec::new();
     let mut count: u32 = 10_000;
     let mut uid: Option<u32> = None;
+    let mut every = Duration::from_millis(20);
+    let mut bound = Duration::from_secs(600);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--uid" => {
@@ -71,6 +74,22 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     .and_then(|n| n.parse().ok())
                     .filter(|n| (1..=1_000_000).contains(n))
                     .ok_or("--count needs a number from 1 to 1000000")?
+            }
+            "--every" => {
+                every = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n <= 10_000)
+                    .map(Duration::from_millis)
+                    .ok_or("--every needs milliseconds from 0 to 10000")?
+            }
+            "--for" => {
+                bound = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=600).contains(n))
+                    .map(Duration::from_secs)
+                    .ok_or("--for needs seconds from 1 to 600")?
             }
             "--netns" => netns = Some(args.next().ok_or("--netns needs a path")?),
             "--cgroup" => cgroup = Some(args.next().ok_or("--cgroup needs a directory")?),
@@ -122,7 +141,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
         "repeat" => match specs.as_slice() {
             [(kind, addr, _)] => {
-                repeat(kind, *addr, count);
+                repeat(kind, *addr, count, every, bound);
                 Ok(())
             }
             _ => Err("repeat takes one probe".into()),
@@ -326,11 +345,18 @@ fn outcome(error: std::io::Error) -> String {
 
 /// Probes `count` times, 20 ms apart, and prints how many ended each way ("OUTCOME COUNT"
 /// lines): a gap in enforcement shows as a non-zero "ok".
-fn repeat(kind: &str, addr: SocketAddr, count: u32) {
+/// Bounded in count and in time: a load loop never outlives its test.
+fn repeat(kind: &str, addr: SocketAddr, count: u32, every: Duration, bound: Duration) {
     let mut tally = std::collections::BTreeMap::<String, u32>::new();
+    let started = std::time::Instant::now();
     for _ in 0..count {
         *tally.entry(probe(kind, addr)).or_default() += 1;
-        std::thread::sleep(Duration::from_millis(20));
+        if started.elapsed() >= bound {
+            break;
+        }
+        if !every.is_zero() {
+            std::thread::sleep(every);
+        }
     }
     for (outcome, n) in tally {
         println!("{outcome} {n}");

@@ -98,6 +98,37 @@ fn netprobe() -> std::path::PathBuf {
     super::binary("hubguard-netprobe")
 }
 
+/// `hubguard-netprobe repeat` of one probe from `cgroup` inside `ns`, as fast as it goes, for
+/// at most `seconds`, in the background.
+pub struct Hammer(Child);
+
+impl Hammer {
+    pub fn start(ns: &Netns, cgroup: &Path, probe: &str, seconds: u32) -> Hammer {
+        ns.assert_isolated();
+        let child = Command::new(netprobe())
+            .args(["repeat", "--netns", &ns.path(), "--cgroup"])
+            .arg(cgroup)
+            .args(["--count", "1000000", "--every", "0", "--for"])
+            .arg(seconds.to_string())
+            .arg(probe)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Hammer(child)
+    }
+
+    /// Waits for the end: outcome → how many times.
+    pub fn finish(self) -> BTreeMap<String, u64> {
+        let out = self.0.wait_with_output().unwrap();
+        assert!(out.status.success(), "repeat failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(outcome, n)| (outcome.to_string(), n.parse().unwrap()))
+            .collect()
+    }
+}
+
 /// Listeners inside a namespace, until dropped.
 pub struct Servers {
     child: Child,
