@@ -36,6 +36,15 @@
 
 // settings.flags
 #define SETTING_DRY_RUN 1 // report what would be denied, deny nothing
+#define SETTING_RULE_SET_B 2 // the second rule set is the live one (see below)
+
+// The policy maps (v4_rules, v6_rules, tenant_peers, class_flags) hold two rule sets; a key's
+// class field is the rule class: class id + MAX_CLASSES for the second set. The agent writes the
+// set that is not live, then flips SETTING_RULE_SET_B in one update of settings: a program sees
+// the old rules or the new, never half of a change. Each set holds at most RULE_SET_ENTRIES
+// entries of a map, so both always fit.
+#define RULE_SETS 2
+#define RULE_SET_ENTRIES 32768
 
 // denial.layer
 #define LAYER_SOCKET 0 // a connect, sendmsg or socket-creation hook refused the call
@@ -57,17 +66,17 @@ struct rule {
 	struct port_range ranges[MAX_PORT_RANGES];
 };
 
-// The class id is part of the prefix (prefixlen counts its 32 bits), so one trie holds
-// every class's rules and a lookup never crosses into another class.
+// The rule class is part of the prefix (prefixlen counts its 32 bits), so one trie holds
+// every class's rules in both sets and a lookup never crosses into another class or set.
 struct v4_key {
 	__u32 prefixlen;
-	__u32 class_id;
+	__u32 class_id; // the rule class
 	__u32 addr; // network byte order
 };
 
 struct v6_key {
 	__u32 prefixlen;
-	__u32 class_id;
+	__u32 class_id; // the rule class
 	__u32 addr[4]; // network byte order
 };
 
@@ -86,7 +95,7 @@ struct cgroup_owner {
 // A pod address of a tenant, as a destination for "pods of the same tenant" rules.
 struct peer_key {
 	__u64 tenant_id;
-	__u32 class_id; // the caller's class, whose rules opened the ports
+	__u32 class_id; // the caller's rule class, whose rules opened the ports
 	__u32 family; // 4 or 6
 	__u32 addr[4]; // IPv4 in addr[0]; network byte order
 };

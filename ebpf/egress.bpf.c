@@ -86,47 +86,47 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cgroup_classes SEC(".maps");
 
-// Key: tenant + caller's class + a pod address of that tenant. Value: the ports and protocols
-// the class's "same tenant" rules open to it (consulted when the trie denies).
+// Key: tenant + caller's rule class + a pod address of that tenant. Value: the ports and
+// protocols the class's "same tenant" rules open to it (consulted when the trie denies).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, RULE_SET_ENTRIES * RULE_SETS);
 	__type(key, struct peer_key);
 	__type(value, struct rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tenant_peers SEC(".maps");
 
-// Key: class id + IPv4 prefix. Value: the ports and protocols an address whose longest
+// Key: rule class + IPv4 prefix. Value: the ports and protocols an address whose longest
 // matching prefix this is may be sent to.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, RULE_SET_ENTRIES * RULE_SETS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct v4_key);
 	__type(value, struct rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v4_rules SEC(".maps");
 
-// Key: class id + IPv6 prefix. Value: as v4_rules. v4-mapped addresses use v4_rules.
+// Key: rule class + IPv6 prefix. Value: as v4_rules. v4-mapped addresses use v4_rules.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, RULE_SET_ENTRIES * RULE_SETS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct v6_key);
 	__type(value, struct rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6_rules SEC(".maps");
 
-// Key: class id. Value: CLASS_* flags of what the class may do beyond its egress rules.
+// Key: rule class. Value: CLASS_* flags of what the class may do beyond its egress rules.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_CLASSES);
+	__uint(max_entries, MAX_CLASSES * RULE_SETS);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } class_flags SEC(".maps");
 
-// Key: 0. Value: agent-wide settings.
+// Key: 0. Value: agent-wide settings, and which rule set is live.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -206,38 +206,50 @@ static __always_inline __u32 walk_to_mapped(struct __sk_buff *skb, int depth, __
 	return CLASS_UNMAPPED;
 }
 
-// Also says whether the agent runs in dry run, from the same settings lookup, and the
-// caller's tenant.
-static __always_inline __u32 class_of_caller(struct __sk_buff *skb, __u64 *cgroup_id,
-					     __u8 *dry_run, __u64 *tenant_id)
+// Who is calling, as one lookup of settings and one of the cache (or the walk) found it.
+struct caller {
+	__u64 cgroup_id; // the mapped cgroup, or the caller's own when none is mapped
+	__u64 tenant_id;
+	__u32 class_id;
+	__u32 rules; // the class in the live rule set: the class field of the policy maps' keys
+	__u8 dry_run;
+};
+
+static __always_inline void find_caller(struct __sk_buff *skb, struct caller *caller)
 {
 	__u64 self = skb ? bpf_skb_cgroup_id(skb) : bpf_get_current_cgroup_id();
 	__u32 zero = 0;
 	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+	__u32 flags = s ? s->flags : 0;
 	__u32 generation = s ? s->generation : 0;
-	*dry_run = s && (s->flags & SETTING_DRY_RUN);
+	caller->dry_run = (flags & SETTING_DRY_RUN) != 0;
 	struct cached_class *cached = bpf_map_lookup_elem(&class_cache, &self);
 	if (cached && cached->generation == generation) {
-		*cgroup_id = cached->mapped_id;
-		*tenant_id = cached->tenant_id;
-		return cached->class_id;
+		caller->cgroup_id = cached->mapped_id;
+		caller->tenant_id = cached->tenant_id;
+		caller->class_id = cached->class_id;
+	} else {
+		struct cached_class found = { .mapped_id = self, .generation = generation };
+		found.class_id =
+			walk_to_mapped(skb, caller_depth(skb), &found.mapped_id, &found.tenant_id);
+		bpf_map_update_elem(&class_cache, &self, &found, BPF_ANY);
+		caller->cgroup_id = found.mapped_id;
+		caller->tenant_id = found.tenant_id;
+		caller->class_id = found.class_id;
 	}
-	struct cached_class found = { .mapped_id = self, .generation = generation };
-	found.class_id = walk_to_mapped(skb, caller_depth(skb), &found.mapped_id, &found.tenant_id);
-	bpf_map_update_elem(&class_cache, &self, &found, BPF_ANY);
-	*cgroup_id = found.mapped_id;
-	*tenant_id = found.tenant_id;
-	return found.class_id;
+	caller->rules = caller->class_id + ((flags & SETTING_RULE_SET_B) ? MAX_CLASSES : 0);
 }
 
 // A destination the trie denied may be a pod of the caller's own tenant that a "same tenant"
 // rule of the caller's class opens.
-static __always_inline int peer_allows(__u64 tenant_id, __u32 class_id, __u8 family,
+static __always_inline int peer_allows(const struct caller *caller, __u8 family,
 				       const __u32 *addr, __u16 port, __u8 protocol)
 {
-	if (tenant_id == 0)
+	if (caller->tenant_id == 0)
 		return 0;
-	struct peer_key key = { .tenant_id = tenant_id, .class_id = class_id, .family = family };
+	struct peer_key key = { .tenant_id = caller->tenant_id,
+				.class_id = caller->rules,
+				.family = family };
 	key.addr[0] = addr[0];
 	key.addr[1] = addr[1];
 	key.addr[2] = addr[2];
@@ -289,16 +301,16 @@ static __always_inline void count(__u32 class_id, __u32 reason)
 		*counter += 1;
 }
 
-static __always_inline int verdict(struct __sk_buff *skb, int reason, __u64 cgroup_id,
-				   __u32 class_id, __u8 dry_run, __u8 family, const __u32 *addr,
-				   __u16 port, __u8 protocol)
+static __always_inline int verdict(struct __sk_buff *skb, int reason, const struct caller *caller,
+				   __u8 family, const __u32 *addr, __u16 port, __u8 protocol)
 {
 	if (reason == ALLOWED)
 		return VERDICT_ALLOW;
+	__u32 class_id = caller->class_id;
 	count(class_id, reason);
 	struct denial *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (event) {
-		event->cgroup_id = cgroup_id;
+		event->cgroup_id = caller->cgroup_id;
 		event->class_id = class_id;
 		// A packet may leave from no task of the sender's (pid 0: the cgroup says who).
 		event->pid = skb ? 0 : bpf_get_current_pid_tgid() >> 32;
@@ -310,14 +322,14 @@ static __always_inline int verdict(struct __sk_buff *skb, int reason, __u64 cgro
 		event->family = family;
 		event->protocol = protocol;
 		event->reason = reason;
-		event->dry_run = dry_run;
+		event->dry_run = caller->dry_run;
 		event->layer = skb ? LAYER_PACKET : LAYER_SOCKET;
 		event->pad = 0;
 		bpf_ringbuf_submit(event, 0);
 	} else {
 		count(class_id, REASON_EVENT_LOST);
 	}
-	return dry_run ? VERDICT_ALLOW : VERDICT_DENY;
+	return caller->dry_run ? VERDICT_ALLOW : VERDICT_DENY;
 }
 
 // A UDP connect() sends nothing; only a credential endpoint is refused there (see the top).
@@ -335,18 +347,17 @@ static __always_inline int decide_v4(struct __sk_buff *skb, int connect, __u32 a
 {
 	if (local && ((bpf_ntohl(addr) >> 24) == 127 || addr == 0))
 		return VERDICT_ALLOW;
-	__u64 cgroup_id, tenant_id = 0;
-	__u8 dry_run;
-	__u32 class_id = class_of_caller(skb, &cgroup_id, &dry_run, &tenant_id);
-	struct v4_key key = { .prefixlen = 64, .class_id = class_id, .addr = addr };
-	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), class_id, port, protocol);
+	struct caller caller;
+	find_caller(skb, &caller);
+	struct v4_key key = { .prefixlen = 64, .class_id = caller.rules, .addr = addr };
+	int reason = judge(bpf_map_lookup_elem(&v4_rules, &key), caller.class_id, port, protocol);
 	__u32 addrs[4] = { addr, 0, 0, 0 };
 	if (reason != ALLOWED && reason != REASON_METADATA &&
-	    peer_allows(tenant_id, class_id, 4, addrs, port, protocol))
+	    peer_allows(&caller, 4, addrs, port, protocol))
 		reason = ALLOWED;
 	if (route_probe(skb, connect, protocol, reason))
 		reason = ALLOWED;
-	return verdict(skb, reason, cgroup_id, class_id, dry_run, 4, addrs, port, protocol);
+	return verdict(skb, reason, &caller, 4, addrs, port, protocol);
 }
 
 static __always_inline int decide_v6(struct __sk_buff *skb, int connect, const __u32 *addr,
@@ -375,30 +386,31 @@ static __always_inline int decide_v6(struct __sk_buff *skb, int connect, const _
 		embedded = 0;
 	if (embedded)
 		return decide_v4(skb, connect, v4, port, protocol, local);
-	__u64 cgroup_id, tenant_id = 0;
-	__u8 dry_run;
-	__u32 class_id = class_of_caller(skb, &cgroup_id, &dry_run, &tenant_id);
-	struct v6_key key = { .prefixlen = 160, .class_id = class_id };
+	struct caller caller;
+	find_caller(skb, &caller);
+	struct v6_key key = { .prefixlen = 160, .class_id = caller.rules };
 	key.addr[0] = addr[0];
 	key.addr[1] = addr[1];
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
-	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), class_id, port, protocol);
+	int reason = judge(bpf_map_lookup_elem(&v6_rules, &key), caller.class_id, port, protocol);
 	// Local-use NAT64 (64:ff9b:1::/48) carries its IPv4 address where the operator chose, so
 	// it is never read as one; but at the end (a /96 in it, the usual place) a credential
 	// endpoint is refused, whatever the class may send to the prefix.
 	if (addr[0] == bpf_htonl(0x0064ff9b) && (bpf_ntohl(addr[1]) >> 16) == 1) {
-		struct v4_key embedded_key = { .prefixlen = 64, .class_id = class_id, .addr = addr[3] };
+		struct v4_key embedded_key = { .prefixlen = 64,
+					       .class_id = caller.rules,
+					       .addr = addr[3] };
 		struct rule *rule = bpf_map_lookup_elem(&v4_rules, &embedded_key);
 		if (rule && (rule->flags & RULE_METADATA) && !port_allowed(rule, port, protocol))
 			reason = REASON_METADATA;
 	}
 	if (reason != ALLOWED && reason != REASON_METADATA &&
-	    peer_allows(tenant_id, class_id, 6, addr, port, protocol))
+	    peer_allows(&caller, 6, addr, port, protocol))
 		reason = ALLOWED;
 	if (route_probe(skb, connect, protocol, reason))
 		reason = ALLOWED;
-	return verdict(skb, reason, cgroup_id, class_id, dry_run, 6, addr, port, protocol);
+	return verdict(skb, reason, &caller, 6, addr, port, protocol);
 }
 
 static __always_inline int from_ctx_v6(struct bpf_sock_addr *ctx, int connect)
@@ -553,15 +565,14 @@ int hubguard_sock_create(struct bpf_sock *sk)
 	int icmp = sk->protocol == IPPROTO_ICMP || sk->protocol == PROTO_ICMPV6;
 	if (sk->type != SOCK_RAW && !icmp)
 		return VERDICT_ALLOW;
-	__u64 cgroup_id, tenant_id;
-	__u8 dry_run;
-	__u32 class_id = class_of_caller(NULL, &cgroup_id, &dry_run, &tenant_id);
-	__u32 *flags = bpf_map_lookup_elem(&class_flags, &class_id);
+	struct caller caller;
+	find_caller(NULL, &caller);
+	__u32 *flags = bpf_map_lookup_elem(&class_flags, &caller.rules);
 	if (flags && (*flags & CLASS_RAW_SOCKETS))
 		return VERDICT_ALLOW;
 	__u32 none[4] = { 0, 0, 0, 0 };
-	return verdict(NULL, REASON_SOCKET, cgroup_id, class_id, dry_run, sk->family == 10 ? 6 : 4,
-		       none, 0, (__u8)sk->protocol);
+	return verdict(NULL, REASON_SOCKET, &caller, sk->family == 10 ? 6 : 4, none, 0,
+		       (__u8)sk->protocol);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

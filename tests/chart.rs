@@ -322,6 +322,8 @@ fn monitoring_objects_use_the_contract_metric_names() {
         "HubguardWebhookLatencyHigh",
         "HubguardViolationSpike",
         "HubguardNodeAgentNotReady",
+        "HubguardNodeAgentUnguarded",
+        "HubguardNodeAgentSyncFailing",
         "HubguardPolicyReloadErrors",
     ] {
         assert!(alerts.contains(&wanted), "{wanted}: {alerts:?}");

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::support::node::{
-    assert_probes, assert_probes_as, probe_as, require_root, uninstall, Agent, Netns, Pins,
+    assert_probes, assert_probes_as, probe_as, require_root, uninstall, Agent, Hammer, Netns, Pins,
     Servers, TestCgroup,
 };
 use crate::support::TempDir;
@@ -686,4 +686,182 @@ fn the_packet_layer_judges_what_the_socket_hooks_let_through() {
     );
     drop(agent);
     uninstall(&pins);
+}
+
+/// Rewrites `path` whole (a rename): a reload never reads half a file.
+fn replace_file(path: &Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+/// A reload swaps the kernel's rules whole: a connect sees the old policy or the new, never a
+/// mix. Two policies both refuse 10.20.0.10 (one by the private carve-out under the public
+/// web, one by having no public web) and both allow the cluster DNS; each has 4,000 entries of
+/// its own, so that a reload writes for milliseconds. Connects hammer both addresses through
+/// the swaps. Then a policy too big for a rule set is refused whole and the last one stays.
+#[test]
+fn policy_swaps_are_whole_and_a_policy_that_does_not_fit_is_refused() {
+    require_root();
+    let ns = Netns::isolated("swap", ADDRESSES);
+    let _servers = Servers::start(&ns, ENDPOINTS);
+    let cgroups = TestCgroup::new("swap");
+    let users = cgroups.child("users");
+    let dave = cgroups.child("users/dave");
+    let dir = TempDir::new("node-agent-swap");
+    let policy = policy_file(&dir);
+    let shipped = std::fs::read_to_string(&policy).unwrap();
+    let web_rule = "        - name: public-web\n          to: {cidrs: [0.0.0.0/0, \"::/0\"], except: [private]}\n          ports: [{port: 80}, {port: 443}]\n";
+    assert!(
+        shipped.contains(web_rule),
+        "the tess-public preset's public-web rule changed"
+    );
+    let many = |count: usize, port: u16| {
+        let cidrs: Vec<String> = (0..count)
+            .map(|i| format!("198.18.{}.{}/32", i / 256, i % 256))
+            .collect();
+        format!(
+            "        - name: many\n          to: {{cidrs: [{}]}}\n          ports: [{{port: {port}}}]\n",
+            cidrs.join(", ")
+        )
+    };
+    let with_web = shipped.replace(web_rule, &format!("{web_rule}{}", many(4000, 8443)));
+    let without_web = shipped.replace(web_rule, &many(4000, 8444));
+    replace_file(&policy, &with_web);
+    let pin_guard = Pins::new("swap");
+    let users_arg = format!("{}=user", users.display());
+    let agent = Agent::start(&standalone_args(&policy, &users_arg, &pin_guard.0));
+
+    let refused = "tcp:10.20.0.10:443";
+    let allowed = "tcp:10.96.0.10:53";
+    let public = "tcp:198.51.100.10:443";
+    assert_probes(
+        &ns,
+        &dave,
+        &[(refused, "EPERM"), (allowed, "ok"), (public, "ok")],
+        "the policy with the public web",
+    );
+    let swaps =
+        |m: &crate::support::metrics::Samples| m.sum("hubguard_node_agent_rule_swaps_total", &[]);
+    let mut applied = swaps(&agent.metrics());
+    const HAMMER_SECONDS: u32 = 15;
+    let started = std::time::Instant::now();
+    let hammers = [
+        Hammer::start(&ns, &dave, refused, HAMMER_SECONDS),
+        Hammer::start(&ns, &dave, allowed, HAMMER_SECONDS),
+    ];
+    let mut reloads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(u64::from(HAMMER_SECONDS) - 2) {
+        let next = if reloads % 2 == 0 {
+            &without_web
+        } else {
+            &with_web
+        };
+        replace_file(&policy, next);
+        reloads += 1;
+        agent.wait_metrics("the reload swapped", |m| swaps(m) > applied);
+        applied = swaps(&agent.metrics());
+    }
+    let reloading = started.elapsed();
+    let [refused_tally, allowed_tally] = hammers.map(Hammer::finish);
+    eprintln!("{reloads} reloads in {reloading:?}; {refused}: {refused_tally:?}; {allowed}: {allowed_tally:?}");
+    assert!(reloads >= 6, "only {reloads} reloads in the window");
+    assert!(
+        refused_tally.keys().all(|outcome| outcome == "EPERM"),
+        "{refused} got through during a reload: {refused_tally:?}"
+    );
+    assert!(
+        allowed_tally.keys().all(|outcome| outcome == "ok"),
+        "{allowed} was refused during a reload: {allowed_tally:?}"
+    );
+
+    // More entries than a rule set holds: refused whole, the last policy stays.
+    if reloads % 2 == 1 {
+        // The last reload took the public web away: give it back.
+        replace_file(&policy, &with_web);
+        agent.wait_metrics("the last swap", |m| swaps(m) > applied);
+    }
+    let errors = agent
+        .metrics()
+        .sum("hubguard_policy_reload_errors_total", &[]);
+    replace_file(
+        &policy,
+        &shipped.replace(web_rule, &format!("{web_rule}{}", many(33_000, 8443))),
+    );
+    agent.wait_metrics("the oversized policy refused", |m| {
+        m.sum("hubguard_policy_reload_errors_total", &[]) > errors
+    });
+    let log = agent.log();
+    assert!(
+        log.contains("v4_rules") && log.contains("32768"),
+        "the refusal names the map and its size:\n{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    assert_probes(
+        &ns,
+        &dave,
+        &[(refused, "EPERM"), (allowed, "ok"), (public, "ok")],
+        "after the oversized policy",
+    );
+    drop(agent);
+    uninstall(&pin_guard.0);
+}
+
+/// An attach point removed and made again (a standalone hub's user slice, or kubelet's pods
+/// tree) is a new cgroup with no programs on it. The agent attaches them again; until it has,
+/// it is not ready and says which attach point is unguarded.
+#[test]
+fn a_recreated_attach_point_is_guarded_again() {
+    require_root();
+    let ns = Netns::isolated("reattach", ADDRESSES);
+    let _servers = Servers::start(&ns, ENDPOINTS);
+    let cgroups = TestCgroup::new("reattach");
+    let users = cgroups.child("users");
+    let erin = cgroups.child("users/erin");
+    let dir = TempDir::new("node-agent-reattach");
+    let policy = policy_file(&dir);
+    let pin_guard = Pins::new("reattach");
+    let users_arg = format!("{}=user", users.display());
+    let agent = Agent::start(&standalone_args(&policy, &users_arg, &pin_guard.0));
+    assert_probes(&ns, &erin, &user_cases(), "before");
+
+    let point = users.display().to_string();
+    let guarded = |m: &crate::support::metrics::Samples| {
+        m.sum(
+            "hubguard_node_agent_attach_point_guarded",
+            &[("attach_point", point.as_str())],
+        )
+    };
+    assert_eq!(guarded(&agent.metrics()), 1.0);
+    let ready = || {
+        crate::support::http_get(agent.metrics_addr, "/readyz")
+            .unwrap()
+            .0
+    };
+    std::fs::remove_dir(&erin).unwrap();
+    std::fs::remove_dir(&users).unwrap();
+    agent.wait_metrics("the attach point unguarded", |m| guarded(m) == 0.0);
+    assert_eq!(ready(), 503, "not ready while an attach point is unguarded");
+
+    std::fs::create_dir(&users).unwrap();
+    let made = std::time::Instant::now();
+    std::fs::create_dir(&erin).unwrap();
+    let samples = agent.wait_metrics("the attach point guarded again", |m| guarded(m) == 1.0);
+    eprintln!(
+        "guarded again {:?} after the cgroup was made",
+        made.elapsed()
+    );
+    assert_eq!(
+        samples.sum("hubguard_node_agent_reattached_total", &[]),
+        1.0
+    );
+    assert_eq!(ready(), 200);
+    assert_probes(&ns, &erin, &user_cases(), "after attaching again");
+    assert!(
+        agent.log().contains("attached again"),
+        "the re-attach is logged:\n{}",
+        agent.log()
+    );
+    drop(agent);
+    uninstall(&pin_guard.0);
 }

@@ -29,6 +29,9 @@ pub const LABELS: &[&str] = &[
     "result",
     // one of the agent's fixed watches of the API server (node_pods, services, namespace_pods)
     "watch",
+    // a cgroup the node agent attaches its programs to, as configured: the pods' tree, or a
+    // standalone hub's listed cgroups (never a pod's own)
+    "attach_point",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ pub use defines::*;
 
 /// The maps' layout version: the directory the maps are pinned under. Bump it with any
 /// change to a map's key or value in `ebpf/abi.h`.
-pub const MAPS_ABI: &str = "abi2";
+pub const MAPS_ABI: &str = "abi3";
 
 /// Why the kernel denied (or counted) something; the index into the per-class counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,7 +112,7 @@ pub struct RawDenial {
 }
 
 /// Trie keys (`struct v4_key`, `struct v6_key`) after their prefix length, as aya's LPM
-/// trie keys hold them: the class id (native order) then the address bytes.
+/// trie keys hold them: the rule class (native order) then the address bytes.
 pub type V4Data = [u8; 8];
 pub type V6Data = [u8; 20];
 

@@ -14,6 +14,7 @@ use hubguard_policy::Policy;
 use tokio::sync::Notify;
 
 use crate::abi::Reason;
+use crate::attach_points::AttachPoints;
 use crate::cgroups::{self, CgroupError};
 use crate::classes::ClassId;
 use crate::cluster::Watches;
@@ -195,7 +196,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Fill the maps before attaching where the view is already complete (standalone); in a
     // cluster, keep what an earlier agent mapped until this one has listed the node's pods.
     sync_now(&policy.policy, cluster.as_ref(), &mut state)?;
-    let report = kernel.lock().expect("kernel lock").attach(&attach_points)?;
+    let (mut guarded_points, report) =
+        AttachPoints::attach(attach_points.clone(), &kernel, &metrics)?;
     tracing::info!(
         attached = report.attached,
         adopted = report.adopted,
@@ -205,17 +207,35 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         dry_run = config.dry_run,
         "programs in place"
     );
-    if state.complete {
-        readiness.set_ready();
-    }
+    readiness.set(state.complete);
 
     let mut resync = tokio::time::interval(config.resync_interval);
     let mut reload = tokio::time::interval(config.reload_interval);
+    let mut attach_check = tokio::time::interval(ATTACH_CHECK_EVERY);
+    let set_readiness = |ready: bool| {
+        if ready != readiness.ready() {
+            readiness.set(ready);
+            if ready {
+                tracing::info!(
+                    "programs attached everywhere, maps filled from a complete view: ready"
+                );
+            } else {
+                tracing::warn!("an attach point is unguarded: not ready");
+            }
+        }
+    };
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = notify.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
             _ = resync.tick() => {}
+            _ = attach_check.tick() => {
+                let guard = guarded_points.check(&kernel, &metrics);
+                if !guard.attached {
+                    set_readiness(guard.all_guarded && state.complete);
+                    continue;
+                }
+            }
             _ = reload.tick() => match store.reload() {
                 Reload::Unchanged | Reload::Refused => continue,
                 Reload::Accepted { .. } => {
@@ -230,10 +250,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         match sync_now(&policy.policy, cluster.as_ref(), &mut state) {
             Ok(()) => {
-                if state.complete && !readiness.ready() {
-                    readiness.set_ready();
-                    tracing::info!("maps filled from a complete view: ready");
-                }
+                let guard = guarded_points.check(&kernel, &metrics);
+                set_readiness(guard.all_guarded && state.complete);
                 if let Some(c) = cluster
                     .as_mut()
                     .filter(|c| readiness.ready() && !c.untainted)
@@ -265,6 +283,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     Ok(())
 }
+
+/// How often the attach points' cgroups are looked at (a stat each): a cgroup made anew is
+/// unguarded at most this long.
+const ATTACH_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// How often the maps are compared with the plan even when nothing changed, in case
 /// something else wrote to them.
@@ -304,10 +326,7 @@ fn sync(
             (cgroups, resolved, complete)
         }
         (None, Source::Standalone { cgroups }) => {
-            let cgroups = desired::Cgroups {
-                mapped: desired::standalone_cgroups(cgroups)?,
-                ..desired::Cgroups::default()
-            };
+            let cgroups = desired::standalone_cgroups(cgroups);
             let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let resolved = desired::standalone_resolved(policy, &resolv_conf);
             (cgroups, resolved, true)
@@ -347,6 +366,9 @@ fn sync(
                 .map_entries
                 .with_label_values(&[map])
                 .set(entries as i64);
+        }
+        if report.swapped {
+            metrics.rule_swaps.inc();
         }
         state.applied = complete.then(|| (plan.desired.clone(), Instant::now()));
     }

@@ -253,24 +253,25 @@ fn service_tenant(
     selected.all(|pod| pod.tenant == tenant).then_some(tenant)
 }
 
-/// Standalone: the listed cgroups with their classes.
-pub fn standalone_cgroups(
-    cgroups: &[(PathBuf, ClassId)],
-) -> Result<Vec<MappedCgroup>, cgroups::CgroupError> {
-    cgroups
-        .iter()
-        .map(|(path, class)| {
-            Ok(MappedCgroup {
-                id: cgroups::cgroup_id(path)?,
+/// Standalone: the listed cgroups with their classes; one that is missing (removed, perhaps to
+/// be made again) is left out until it is back.
+pub fn standalone_cgroups(cgroups: &[(PathBuf, ClassId)]) -> Cgroups {
+    let mut out = Cgroups::default();
+    for (path, class) in cgroups {
+        match cgroups::cgroup_id(path) {
+            Ok(id) => out.mapped.push(MappedCgroup {
+                id,
                 class: *class,
                 tenant: None,
                 owner: Owner {
                     namespace: "standalone".into(),
                     name: path.display().to_string(),
                 },
-            })
-        })
-        .collect()
+            }),
+            Err(_) => out.unresolved.push(path.display().to_string()),
+        }
+    }
+    out
 }
 
 /// Standalone DNS: the policy's addresses, else the host's resolvers.

@@ -4,6 +4,7 @@
 
 pub mod abi;
 pub mod agent;
+pub mod attach_points;
 pub mod cgroups;
 pub mod classes;
 pub mod cluster;

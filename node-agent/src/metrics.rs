@@ -24,6 +24,9 @@ pub struct AgentMetrics {
     pub unresolved_destinations: IntGauge,
     pub dry_run: IntGauge,
     pub map_entries: IntGaugeVec,
+    pub rule_swaps: IntCounter,
+    pub attach_point_guarded: IntGaugeVec,
+    pub reattached: IntCounter,
 }
 
 /// The definitions are fixed and covered by this crate's tests: a rule they broke would fail
@@ -106,10 +109,25 @@ impl AgentMetrics {
             map_entries: recorder
                 .gauge_vec(
                     "hubguard_node_agent_map_entries",
-                    "Entries in each kernel map that grows with pods and policy, after the last sync: flat while pods come and go.",
+                    "Entries in each kernel map that grows with pods and policy, after the last sync (the policy's maps: in the live rule set): flat while pods come and go.",
                     &["map"],
                 )
                 .expect(DEFINED),
+            rule_swaps: counter(
+                "hubguard_node_agent_rule_swaps_total",
+                "New rule sets made live in the kernel (a policy reload, or new addresses for the names its rules use), each in one atomic step.",
+            ),
+            attach_point_guarded: recorder
+                .gauge_vec(
+                    "hubguard_node_agent_attach_point_guarded",
+                    "1 when the programs are attached at this configured cgroup, 0 when it is missing or could not be attached: what runs under it is not guarded, and the agent is not ready.",
+                    &["attach_point"],
+                )
+                .expect(DEFINED),
+            reattached: counter(
+                "hubguard_node_agent_reattached_total",
+                "Attach points the programs were attached to again after their cgroup was removed and made anew.",
+            ),
             recorder,
         }
     }
@@ -125,13 +143,14 @@ impl Default for AgentMetrics {
     }
 }
 
-/// Ready once the programs are attached and the maps filled from a complete view.
+/// Ready while the programs are attached at every attach point and the maps are filled from a
+/// complete view.
 #[derive(Default)]
 pub struct Readiness(AtomicBool);
 
 impl Readiness {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
     }
 
     pub fn ready(&self) -> bool {

@@ -78,6 +78,12 @@ pub enum CompileError {
         prefix: IpNet,
         count: usize,
     },
+    #[error("{entries} entries for the kernel map {map}, more than a rule set holds ({capacity}): merge CIDRs, or split the classes across hubs")]
+    TooManyEntries {
+        map: &'static str,
+        entries: usize,
+        capacity: usize,
+    },
 }
 
 /// The result, plus the names that resolved to nothing (their rules open nothing yet).
@@ -267,7 +273,35 @@ pub fn compile(policy: &Policy, resolved: &Resolved) -> Result<Compiled, Compile
         );
     }
     out.table = std::sync::Arc::new(table);
+    out.check_fits()?;
     Ok(out)
+}
+
+impl Compiled {
+    /// Every map's entries fit in one rule set (`ebpf/abi.h`): a policy that does not fit is
+    /// refused whole, before anything is written.
+    fn check_fits(&self) -> Result<(), CompileError> {
+        let v4 = self
+            .table
+            .keys()
+            .filter(|(_, net)| net.addr().is_ipv4())
+            .count();
+        let capacity = crate::abi::RULE_SET_ENTRIES as usize;
+        for (map, entries) in [
+            ("v4_rules", v4),
+            ("v6_rules", self.table.len() - v4),
+            ("tenant_peers", self.peers.len()),
+        ] {
+            if entries > capacity {
+                return Err(CompileError::TooManyEntries {
+                    map,
+                    entries,
+                    capacity,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 struct ResolvedRule {
@@ -529,6 +563,33 @@ mod tests {
         ));
         assert_ne!(tenant_id(Some("alice")), tenant_id(Some("bob")));
         assert_ne!(tenant_id(None), 0);
+    }
+
+    #[test]
+    fn a_policy_that_does_not_fit_a_rule_set_is_refused_whole() {
+        let cidrs = |count: u32| {
+            let list: Vec<String> = (0..count)
+                .map(|i| std::net::Ipv4Addr::from(0xc612_0000 + i).to_string() + "/32")
+                .collect();
+            format!(
+                "[{{name: many, to: {{cidrs: [{}]}}, ports: [{{port: 443}}]}}]",
+                list.join(", ")
+            )
+        };
+        let dns = "{clusterDNS: {addresses: [10.96.0.10]}}";
+        let fits = compile(&policy(dns, &cidrs(30_000)), &resolved()).expect("30,000 fit");
+        assert!(fits.table.len() > 30_000);
+        match compile(&policy(dns, &cidrs(33_000)), &resolved()) {
+            Err(CompileError::TooManyEntries {
+                map,
+                entries,
+                capacity,
+            }) => {
+                assert_eq!((map, capacity), ("v4_rules", 32_768));
+                assert!(entries > 33_000, "{entries}");
+            }
+            other => panic!("33,000 CIDRs: {other:?}"),
+        }
     }
 
     const PUBLIC_WEB: &str = "[{name: web, to: {cidrs: [0.0.0.0/0, '::/0'], except: [private]}, ports: [{port: 80}, {port: 443}]}, {name: hub, to: {service: hub/hub}, ports: [{port: 8081}]}, {name: dask, to: {namespace: dask}, ports: [{port: 8786, endPort: 8788}]}, {name: wide, to: {cidrs: [198.51.100.0/24]}, ports: [{port: 1, endPort: 65535, protocol: UDP}]}]";

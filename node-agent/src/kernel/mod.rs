@@ -33,7 +33,8 @@ use ipnet::IpNet;
 
 use crate::abi::{
     RawDenial, RawOwner, RawPeerKey, RawPortRange, RawRule, RawSettings, Reason, V4Data, V6Data,
-    LAYER_PACKET, MAPS_ABI, MAX_PORT_RANGES, REASONS, SETTING_DRY_RUN,
+    LAYER_PACKET, MAPS_ABI, MAX_PORT_RANGES, REASONS, RULE_SETS, RULE_SET_ENTRIES, SETTING_DRY_RUN,
+    SETTING_RULE_SET_B,
 };
 use crate::cgroups;
 use crate::classes::{ClassId, MAX_CLASSES};
@@ -66,8 +67,14 @@ pub enum KernelError {
         program: &'static str,
         error: ProgramError,
     },
-    #[error("map {map}: {error}")]
+    #[error("map {map}: {error}{}", cause(error))]
     Map { map: &'static str, error: MapError },
+    #[error("map {map}: {entries} entries do not fit in a rule set ({capacity} at most); the rules in force stay")]
+    DoesNotFit {
+        map: &'static str,
+        entries: usize,
+        capacity: usize,
+    },
     #[error(transparent)]
     Cgroup(#[from] cgroups::CgroupError),
 }
@@ -77,6 +84,11 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KernelError + '_ {
         path: path.display().to_string(),
         error,
     }
+}
+
+/// The system's own words under an aya error (its Display names only the call).
+fn cause(error: &MapError) -> String {
+    std::error::Error::source(error).map_or_else(String::new, |source| format!(": {source}"))
 }
 
 fn map_error(map: &'static str) -> impl FnOnce(MapError) -> KernelError {
@@ -110,7 +122,9 @@ pub struct Desired {
 pub struct SyncReport {
     pub written: usize,
     pub removed: usize,
-    /// Entries in each map after the sync.
+    /// Whether a new rule set became live.
+    pub swapped: bool,
+    /// Entries in each map after the sync (the policy's maps: in the live rule set).
     pub entries: MapEntries,
 }
 
