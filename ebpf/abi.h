@@ -20,14 +20,16 @@
 
 // Why a destination was denied (the index into the per-class counters). REASON_EVENT_LOST
 // counts events lost because the ring buffer was full; REASON_GRANT_USED counts connects a
-// credential grant allowed (not a denial).
+// credential grant allowed (not a denial); REASON_OPTION is a setsockopt() refused: IPv4
+// options or an IPv6 extension header.
 #define REASON_EVENT_LOST 0
 #define REASON_METADATA 1
 #define REASON_DESTINATION 2
 #define REASON_PORT 3
 #define REASON_SOCKET 4
 #define REASON_GRANT_USED 5
-#define REASONS 6
+#define REASON_OPTION 6
+#define REASONS 7
 
 // rule.flags
 #define RULE_METADATA 1 // the prefix is a cloud credential endpoint
@@ -47,11 +49,12 @@
 #define RULE_SET_ENTRIES 32768
 
 // denial.layer
-#define LAYER_SOCKET 0 // a connect, sendmsg or socket-creation hook refused the call
+#define LAYER_SOCKET 0 // a connect, sendmsg, socket-creation or setsockopt hook refused the call
 #define LAYER_PACKET 1 // the packet layer refused a packet the socket hooks let through
 
 // class_flags values
 #define CLASS_RAW_SOCKETS 1 // raw and ICMP echo sockets may be created
+#define CLASS_IP_OPTIONS 2 // IPv4 options and IPv6 extension headers may be set on sockets
 
 struct port_range {
 	__u16 first;

@@ -33,12 +33,16 @@
 //
 // Sockets that no connect hook sees — raw sockets, and ICMP echo ("ping") datagram sockets,
 // whose sendto() passes no sendmsg hook — are refused at creation unless the caller's class
-// may use them; the packets of a class that may, the packet layer judges.
+// may use them; the packets of a class that may, the packet layer judges. Likewise IPv4
+// options and IPv6 extension headers (source routing names hops no hook judged) are refused
+// at setsockopt() for a class with egress rules; given as ancillary data to sendmsg(), which
+// no hook sees, their packets meet the packet layer.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/in6.h>
 #include <linux/ipv6.h>
 #include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
@@ -573,6 +577,49 @@ int hubguard_sock_create(struct bpf_sock *sk)
 	__u32 none[4] = { 0, 0, 0, 0 };
 	return verdict(NULL, REASON_SOCKET, &caller, sk->family == 10 ? 6 : 4, none, 0,
 		       (__u8)sk->protocol);
+}
+
+// The options that put hops of the caller's choosing into a packet's header.
+static __always_inline int names_hops(const struct bpf_sockopt *ctx)
+{
+	if (ctx->level == IPPROTO_IP)
+		return ctx->optname == IP_OPTIONS;
+	if (ctx->level != IPPROTO_IPV6)
+		return 0;
+	switch (ctx->optname) {
+	case IPV6_RTHDR:
+	case IPV6_HOPOPTS:
+	case IPV6_DSTOPTS:
+	case IPV6_RTHDRDSTOPTS:
+	case IPV6_2292RTHDR:
+	case IPV6_2292HOPOPTS:
+	case IPV6_2292DSTOPTS:
+	case IPV6_2292PKTOPTIONS:
+		return 1;
+	}
+	return 0;
+}
+
+// IPv4 options and IPv6 extension headers, for a class that may not send them (see the top).
+// Clearing them (no value) is always allowed.
+SEC("cgroup/setsockopt")
+int hubguard_setsockopt(struct bpf_sockopt *ctx)
+{
+	int optlen = ctx->optlen;
+	// The kernel then reads the caller's own buffer: this program changes nothing in it, and an
+	// option longer than a page is not refused with EFAULT (as kernels before 6.5 do when a
+	// program leaves the length as it found it).
+	ctx->optlen = 0;
+	if (optlen <= 0 || !names_hops(ctx))
+		return VERDICT_ALLOW;
+	struct caller caller;
+	find_caller(NULL, &caller);
+	__u32 *flags = bpf_map_lookup_elem(&class_flags, &caller.rules);
+	if (flags && (*flags & CLASS_IP_OPTIONS))
+		return VERDICT_ALLOW;
+	__u32 none[4] = { 0, 0, 0, 0 };
+	__u8 family = ctx->level == IPPROTO_IPV6 ? 6 : 4;
+	return verdict(NULL, REASON_OPTION, &caller, family, none, 0, (__u8)ctx->level);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

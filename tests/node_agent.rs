@@ -203,7 +203,7 @@ fn standalone_agent_enforces_survives_a_kill_and_uninstalls() {
     let _ = policy_file(&dir);
     let second = Agent::start(&standalone_args(&policy, &users_arg, &pins));
     assert!(
-        second.log().contains(r#""attached":0,"adopted":6"#),
+        second.log().contains(r#""attached":0,"adopted":7"#),
         "the restarted agent adopts the pinned links:\n{}",
         second.log()
     );
@@ -667,10 +667,38 @@ fn the_packet_layer_judges_what_the_socket_hooks_let_through() {
     // goes to the metadata address first.
     let refused: Vec<(&str, &str)> = source_routed.iter().map(|p| (*p, "EPERM")).collect();
     assert_probes(&ns, &service, &refused, "source routing, platform");
+    // A class with egress rules may not set options that name hops at all: refused at
+    // setsockopt, before anything is sent.
+    assert_probes(&ns, &alice, &refused, "source routing, user");
+    // Sockets of other families meet no hook: a packet socket needs CAP_NET_RAW, which the
+    // restricted level drops (here: root has it, a uid without capabilities does not). On a
+    // node, the runtime's RuntimeDefault seccomp profile refuses vsock (tests/real_node.rs);
+    // standalone, systemd's RestrictAddressFamilies= does (docs/node-agent.md).
+    assert_probes(
+        &ns,
+        &alice,
+        &[("family:packet", "ok")],
+        "a packet socket, root (a limit)",
+    );
+    assert_probes_as(
+        &ns,
+        &alice,
+        Some(1000),
+        &[("family:packet", "EPERM")],
+        "a packet socket, no capabilities",
+    );
     let samples = agent.wait_metrics("the packet layer's refusals", |m| {
         m.sum("hubguard_metadata_denied_total", &[]) == 5.0
-            && m.sum("hubguard_egress_denied_total", &[("pod_class", "user")]) == 4.0
+            && m.sum("hubguard_egress_denied_total", &[("pod_class", "user")]) == 6.0
     });
+    assert_eq!(
+        samples.sum(
+            "hubguard_egress_denied_total",
+            &[("pod_class", "user"), ("reason", "option")]
+        ),
+        2.0,
+        "the options refused at setsockopt"
+    );
     assert_eq!(
         samples.sum("hubguard_node_agent_events_lost_total", &[]),
         0.0

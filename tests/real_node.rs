@@ -479,6 +479,19 @@ fn the_charts_agent_and_webhook_enforce_on_real_pods() {
             ],
         );
     }
+    // What no hook of the agent sees is closed another way in a restricted pod: a packet socket
+    // needs CAP_NET_RAW (dropped), vsock is refused by the runtime's RuntimeDefault seccomp
+    // profile; an IPv6 segment routing header, which needs no privilege, the agent refuses at
+    // setsockopt.
+    node.assert_probes(
+        "tess-private",
+        "alice-guaranteed",
+        &[
+            ("family:packet", "EPERM"),
+            ("family:vsock", "EPERM"),
+            ("srh:[fd00:ec2::254]:[2001:db8::10]:80", "EPERM"),
+        ],
+    );
     // Services as pods use them: the hub's API by name (cluster DNS) and by cluster IP
     // (kube-proxy), which the user class's hub-api rule opens; the same port at the hub pod's
     // own address is not the Service and stays closed.

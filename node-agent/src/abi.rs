@@ -30,6 +30,8 @@ pub enum Reason {
     Socket = REASON_SOCKET,
     /// Not a denial: a connect a credential grant allowed.
     GrantUsed = REASON_GRANT_USED,
+    /// IPv4 options or an IPv6 extension header refused at setsockopt.
+    Option = REASON_OPTION,
 }
 
 impl Reason {
@@ -40,6 +42,7 @@ impl Reason {
         Reason::Port,
         Reason::Socket,
         Reason::GrantUsed,
+        Reason::Option,
     ];
 
     pub fn from_raw(raw: u32) -> Option<Reason> {

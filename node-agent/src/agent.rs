@@ -447,6 +447,7 @@ fn kernel_counters_refresher(
                 Reason::Metadata => "metadata",
                 Reason::Destination => "destination",
                 Reason::Socket => "socket",
+                Reason::Option => "option",
                 Reason::Port => "port",
             };
             metrics

@@ -28,6 +28,8 @@ pub type Owners = Arc<RwLock<HashMap<u64, Owner>>>;
 pub fn reason_label(denial: &Denial) -> &'static str {
     if denial.reason == Reason::Socket {
         "socket"
+    } else if denial.reason == Reason::Option {
+        "option"
     } else if denial.port == 53 {
         "dns"
     } else if denial.reason == Reason::Port {

@@ -56,7 +56,7 @@ impl AgentMetrics {
             ),
             egress_denied: counter_vec(
                 "hubguard_egress_denied_total",
-                "Other egress denied (or, in dry run, that would be), by reason: destination, port, dns or socket (a raw or ICMP echo socket refused at creation).",
+                "Other egress denied (or, in dry run, that would be), by reason: destination, port, dns, socket (a raw or ICMP echo socket refused at creation) or option (IPv4 options or an IPv6 extension header refused at setsockopt).",
                 &["namespace", "pod_class", "reason"],
             ),
             kernel_denials: counter_vec(

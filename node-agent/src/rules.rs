@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use crate::classes::ClassId;
 
 pub use crate::abi::{
-    CLASS_RAW_SOCKETS, RULE_ANY_PORT as FLAG_ANY_PORT, RULE_GRANT as FLAG_GRANT,
+    CLASS_IP_OPTIONS, CLASS_RAW_SOCKETS, RULE_ANY_PORT as FLAG_ANY_PORT, RULE_GRANT as FLAG_GRANT,
     RULE_METADATA as FLAG_METADATA,
 };
 /// Port ranges one kernel entry holds.
@@ -97,20 +97,31 @@ pub struct Compiled {
 }
 
 /// What each class may do beyond its egress rules: the exempt class anything, an unmapped
-/// cgroup nothing, the policy's classes what the policy says.
+/// cgroup nothing, the policy's classes what the policy says. IPv4 options and IPv6 extension
+/// headers name hops no rule judges: only a class without egress rules may set them.
 fn class_flags(policy: &Policy) -> BTreeMap<ClassId, u32> {
     ClassId::ALL
         .into_iter()
         .map(|class| {
-            let raw = match class {
-                ClassId::Exempt => true,
-                ClassId::Unmapped => false,
-                other => other
-                    .pod_class()
-                    .and_then(|c| policy.class(c))
-                    .is_none_or(|c| c.raw_sockets),
+            let (raw, options) = match class {
+                ClassId::Exempt => (true, true),
+                ClassId::Unmapped => (false, false),
+                other => (
+                    other
+                        .pod_class()
+                        .and_then(|c| policy.class(c))
+                        .is_none_or(|c| c.raw_sockets),
+                    egress_rules(policy, other).is_empty(),
+                ),
             };
-            (class, if raw { CLASS_RAW_SOCKETS } else { 0 })
+            let mut flags = 0;
+            if raw {
+                flags |= CLASS_RAW_SOCKETS;
+            }
+            if options {
+                flags |= CLASS_IP_OPTIONS;
+            }
+            (class, flags)
         })
         .collect()
 }
@@ -976,26 +987,28 @@ mod tests {
     }
 
     #[test]
-    fn raw_sockets_per_class() {
+    fn raw_sockets_and_ip_options_per_class() {
         let p = policy("{clusterDNS: {addresses: [10.96.0.10]}}", PUBLIC_WEB);
         let flags = compile(&p, &resolved()).expect("compiles").class_flags;
-        assert_eq!(
-            flags[&ClassId::User],
-            0,
-            "a class with egress rules: no raw sockets"
-        );
-        assert_eq!(
-            flags[&ClassId::Platform],
-            CLASS_RAW_SOCKETS,
-            "no egress rules"
-        );
-        assert_eq!(
-            flags[&ClassId::Dask],
-            CLASS_RAW_SOCKETS,
-            "no class spec: not filtered"
-        );
-        assert_eq!(flags[&ClassId::Unmapped], 0);
-        assert_eq!(flags[&ClassId::Exempt], CLASS_RAW_SOCKETS);
+        let both = CLASS_RAW_SOCKETS | CLASS_IP_OPTIONS;
+        let cases: &[(&str, ClassId, u32)] = &[
+            ("a class with egress rules: neither", ClassId::User, 0),
+            ("no egress rules: both", ClassId::Platform, both),
+            ("no class spec: not filtered", ClassId::Dask, both),
+            ("not mapped yet: strictest", ClassId::Unmapped, 0),
+            ("exempt", ClassId::Exempt, both),
+        ];
+        for (name, class, want) in cases {
+            assert_eq!(flags[class], *want, "case {name}");
+        }
+        // A class with egress rules that may open raw sockets still sets no options.
+        let raw = Policy::from_yaml(
+            "apiVersion: hubguard.dev/v1alpha1\nkind: HubguardPolicy\nmetadata: {name: t}\nspec:\n  classes:\n    user:\n      bundle: restricted\n      rawSockets: true\n      egress: [{name: web, to: {cidrs: [0.0.0.0/0]}, ports: [{port: 443}]}]\n",
+            "t.yaml",
+        )
+        .expect("valid");
+        let flags = compile(&raw, &resolved()).expect("compiles").class_flags;
+        assert_eq!(flags[&ClassId::User], CLASS_RAW_SOCKETS);
     }
 
     #[test]

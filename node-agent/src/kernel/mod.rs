@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::links::{CgroupAttachMode, FdLink};
-use aya::programs::{CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError};
+use aya::programs::{
+    CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, CgroupSockopt, ProgramError,
+};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use ipnet::IpNet;
 
@@ -43,13 +45,14 @@ use crate::rules::{Entry, PeerTable, PortRange, RuleTable};
 /// The compiled kernel programs (built by build.rs with clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
 
-pub const PROGRAMS: [&str; 6] = [
+pub const PROGRAMS: [&str; 7] = [
     "hubguard_connect4",
     "hubguard_connect6",
     "hubguard_sendmsg4",
     "hubguard_sendmsg6",
     "hubguard_sock_create",
     "hubguard_packet",
+    "hubguard_setsockopt",
 ];
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -1,6 +1,8 @@
 //! Attaching through links pinned in bpffs, adopting what an earlier agent left, and removing
 //! everything on `--uninstall`.
 
+use std::os::fd::AsFd;
+
 use super::*;
 
 impl Kernel {
@@ -94,6 +96,14 @@ impl Kernel {
                 })?
             }};
         }
+        if let Ok(sockopt) = <&mut CgroupSockopt>::try_from(&mut *program) {
+            if sockopt.fd().is_err() {
+                sockopt.load().map_err(wrap)?;
+            }
+            let program_fd = sockopt.fd().map_err(wrap)?;
+            return link_and_pin(program_fd.as_fd(), cgroup.as_fd(), ATTACH_SETSOCKOPT, pin)
+                .map_err(io_error(pin));
+        }
         let link = if let Ok(sock) = <&mut CgroupSock>::try_from(&mut *program) {
             attach_link!(sock)
         } else if let Ok(packet) = <&mut CgroupSkb>::try_from(&mut *program) {
@@ -108,6 +118,83 @@ impl Kernel {
         link.pin(pin).map_err(|e| pin_error(e.to_string()))?;
         Ok(())
     }
+}
+
+/// `BPF_CGROUP_SETSOCKOPT`, `BPF_LINK_CREATE` and `BPF_OBJ_PIN` of the kernel's uapi
+/// (`linux/bpf.h`).
+const ATTACH_SETSOCKOPT: u32 = 22;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_OBJ_PIN: libc::c_long = 6;
+
+/// aya 0.14 makes a socket-option program's link but cannot hand it over to be pinned (it has
+/// no conversion to `FdLink` for that type): the link is made and pinned here with the two
+/// bpf(2) commands, and closed once pinned (the pin holds it).
+fn link_and_pin(
+    program: std::os::fd::BorrowedFd<'_>,
+    cgroup: std::os::fd::BorrowedFd<'_>,
+    attach_type: u32,
+    pin: &Path,
+) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// The `link_create` member of `union bpf_attr`, up to its flags (the rest stays zero).
+    #[repr(C)]
+    struct LinkCreate {
+        prog_fd: u32,
+        target_fd: u32,
+        attach_type: u32,
+        flags: u32,
+    }
+    /// The `BPF_OBJ_*` member of `union bpf_attr`.
+    #[repr(C)]
+    struct ObjPin {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        pad: u32,
+    }
+    let create = LinkCreate {
+        prog_fd: program.as_raw_fd() as u32,
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        flags: 0,
+    };
+    // SAFETY: bpf(2) reads `size` bytes of a live, initialised attribute struct.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            &create as *const LinkCreate,
+            std::mem::size_of::<LinkCreate>() as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor bpf(2) just returned, owned by nothing else.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::other("a NUL in the pin path"))?;
+    let obj = ObjPin {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: link.as_raw_fd() as u32,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
+    // SAFETY: as above; `path` outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_PIN,
+            &obj as *const ObjPin,
+            std::mem::size_of::<ObjPin>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn pinned_attach_points(links_dir: &Path) -> Result<Vec<u64>, KernelError> {

@@ -18,7 +18,9 @@
 //! sends nothing (how programs probe routes; `ok` when connect() succeeded), `ping:ADDR` for
 //! an ICMP echo through an unprivileged ICMP datagram socket, `raw:ADDR` for one through a raw
 //! socket, `lsrr:HOP:ADDR:PORT` / `srh:[HOP]:[ADDR]:PORT` for a UDP datagram to ADDR
-//! source-routed through HOP (an IPv4 loose source route; an IPv6 segment routing header).
+//! source-routed through HOP (an IPv4 loose source route; an IPv6 segment routing header;
+//! `EPERM` also when setting the route was refused), `family:packet` / `family:vsock` for a
+//! packet or vsock socket made and closed at once (nothing is sent).
 //! A probe prints `PROBE ok` when the listener (or the kernel, for echoes) answered, `PROBE EPERM` when the
 //! kernel refused, or `PROBE error: ...`. With `--uid N` the probes run as that uid with no
 //! capabilities, after the namespace's `net.ipv4.ping_group_range` (a per-namespace sysctl of
@@ -198,6 +200,14 @@ fn parse_spec(text: &str, names_allowed: bool) -> Result<(String, SocketAddr, St
         }
         return Ok((format!("{kind}/{hop}"), addr, text.to_string()));
     }
+    if kind == "family" {
+        // Only a socket is made: the address is a placeholder.
+        if addr != "packet" && addr != "vsock" {
+            return Err(format!("'{text}': family:packet or family:vsock"));
+        }
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        return Ok((format!("family/{addr}"), nowhere, text.to_string()));
+    }
     let addr = match kind {
         "tcp" | "udp" | "udpc" | "udplite" | "route" => match addr.parse() {
             Ok(addr) => addr,
@@ -211,8 +221,8 @@ fn parse_spec(text: &str, names_allowed: bool) -> Result<(String, SocketAddr, St
         ),
         _ => {
             return Err(format!(
-                "'{text}': kind must be tcp, udp, udpc, udplite, route, ping, raw, lsrr or srh"
-            ))
+            "'{text}': kind must be tcp, udp, udpc, udplite, route, ping, raw, lsrr, srh or family"
+        ))
         }
     };
     Ok((kind.to_string(), addr, text.to_string()))
@@ -343,9 +353,9 @@ fn outcome(error: std::io::Error) -> String {
     }
 }
 
-/// Probes `count` times, 20 ms apart, and prints how many ended each way ("OUTCOME COUNT"
-/// lines): a gap in enforcement shows as a non-zero "ok".
-/// Bounded in count and in time: a load loop never outlives its test.
+/// Probes `count` times, `every` apart, for at most `bound`, and prints how many ended each way
+/// ("OUTCOME COUNT" lines): a gap in enforcement shows as a non-zero "ok". Bounded in count and
+/// in time: a load loop never outlives its test.
 fn repeat(kind: &str, addr: SocketAddr, count: u32, every: Duration, bound: Duration) {
     let mut tally = std::collections::BTreeMap::<String, u32>::new();
     let started = std::time::Instant::now();
@@ -405,12 +415,27 @@ fn probe(kind: &str, addr: SocketAddr) -> String {
             }
         }
         "ping" | "raw" => echo(addr.ip(), kind == "raw"),
+        "family/packet" => socket_of(libc::AF_PACKET, libc::SOCK_RAW),
+        "family/vsock" => socket_of(libc::AF_VSOCK, libc::SOCK_STREAM),
         routed if routed.starts_with("lsrr/") || routed.starts_with("srh/") => {
             let hop = routed.split_once('/').and_then(|(_, hop)| hop.parse().ok());
             source_routed(hop.expect("parsed with the probe"), addr)
         }
         _ => unreachable!("kinds are checked when parsed"),
     }
+}
+
+/// A socket of another family than the inet ones, made and closed at once (nothing is sent):
+/// `ok` when the kernel made it.
+fn socket_of(family: libc::c_int, kind: libc::c_int) -> String {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned and closed below.
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return outcome(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by nothing else.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    "ok".into()
 }
 
 /// The unspecified address of `addr`'s family, any port: where a client socket binds.
@@ -472,10 +497,11 @@ fn source_routed(hop: IpAddr, addr: SocketAddr) -> String {
         )
     };
     if set != 0 {
-        return format!(
-            "error: setting the route: {}",
-            std::io::Error::last_os_error()
-        );
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EPERM) {
+            return "EPERM".into();
+        }
+        return format!("error: setting the route: {error}");
     }
     if let Err(e) = socket.send_to(b"probe", addr) {
         return outcome(e);
