@@ -77,6 +77,21 @@ fn parse_cgroup(text: &str) -> Result<(PathBuf, ClassId), String> {
 extern "C" {
     /// mimalloc (the global allocator, linked in by the mimalloc crate): return freed pages.
     fn mi_collect(force: bool);
+    /// mimalloc: set one of its options (`mi_option_t` in its `mimalloc.h`).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc.h (v2 and v3 alike, as libmimalloc-sys 0.1.49 ships
+/// them).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// mimalloc gives freed pages back to the system only after a delay (10 ms, ×10 for its
+/// arenas), so the agent, which frees most of what a sync allocated at once and then sleeps,
+/// kept them resident: 29.6 MiB RSS at 10,000 rules, 26-27 MiB purging at once. The agent
+/// allocates rarely; the webhook, which allocates on every review, keeps the default.
+fn purge_freed_memory_at_once() {
+    // SAFETY: mi_option_set only stores the value; a valid option index.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
 }
 
 /// aya parses the kernel's BTF while loading (its loader always does) and frees it at once;
@@ -87,6 +102,7 @@ fn return_freed_memory() {
 }
 
 pub fn run(args: NodeAgentArgs) -> ExitCode {
+    purge_freed_memory_at_once();
     logging::init(args.log_format);
     if args.uninstall {
         return match hubguard_node_agent::kernel::uninstall(&args.bpffs) {
