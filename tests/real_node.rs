@@ -492,6 +492,24 @@ fn the_charts_agent_and_webhook_enforce_on_real_pods() {
             ("srh:[fd00:ec2::254]:[2001:db8::10]:80", "EPERM"),
         ],
     );
+    // Credential endpoints beyond the best-known one, in other forms and by other paths
+    // (docs/node-agent.md), from a pod whose class opens the public web: each refused.
+    node.assert_probes(
+        "tess-private",
+        "alice-guaranteed",
+        &[
+            ("tcp:168.63.129.16:80", "EPERM"),
+            ("tcp:168.63.129.16:32526", "EPERM"),
+            ("tcp:169.254.169.252:988", "EPERM"),
+            ("tcp:100.100.100.200:80", "EPERM"),
+            ("tcp:[fd00:ec2::254]:80", "EPERM"),
+            ("tcp:[::ffff:0:a9fe:a9fe]:80", "EPERM"),
+            ("tcp:[64:ff9b::a9fe:a9fe]:80", "EPERM"),
+            ("udpc:169.254.169.254:80", "EPERM"),
+            ("udplite:169.254.169.254:80", "EPERM"),
+            ("route:169.254.169.254:80", "EPERM"),
+        ],
+    );
     // Services as pods use them: the hub's API by name (cluster DNS) and by cluster IP
     // (kube-proxy), which the user class's hub-api rule opens; the same port at the hub pod's
     // own address is not the Service and stays closed.
