@@ -44,6 +44,8 @@ pub struct Controls {
     pub allow_unmasked_proc_mount_in_user_namespaces: Option<bool>,
     /// `false`: probes and lifecycle handlers may not name a `host` (PSS baseline 1.34+).
     pub host_probes: Option<bool>,
+    /// `false`: no Windows HostProcess containers (PSS baseline).
+    pub host_process: Option<bool>,
     pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub forbidden_sysctls: Option<Vec<String>>,
     pub seccomp: Option<ProfileRule>,
@@ -92,6 +94,7 @@ impl Controls {
                 .allow_unmasked_proc_mount_in_user_namespaces
                 .or(base.allow_unmasked_proc_mount_in_user_namespaces),
             host_probes: self.host_probes.or(base.host_probes),
+            host_process: self.host_process.or(base.host_process),
             allowed_unsafe_sysctls: self.allowed_unsafe_sysctls.or(base.allowed_unsafe_sysctls),
             forbidden_sysctls: self.forbidden_sysctls.or(base.forbidden_sysctls),
             seccomp: self.seccomp.or(base.seccomp),

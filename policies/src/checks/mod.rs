@@ -25,6 +25,7 @@ pub(crate) mod host_paths;
 mod host_pid;
 mod host_ports;
 mod host_probes;
+mod host_process;
 mod images;
 mod platform_labels;
 mod privilege_escalation;
@@ -117,6 +118,7 @@ pub static CHECKS: &[Check] = &[
     privileged::CHECK,
     host_pid::CHECK,
     host_ipc::CHECK,
+    host_process::CHECK,
     host_network::CHECK,
     host_ports::CHECK,
     volume_types::CHECK,
