@@ -560,6 +560,19 @@ int hubguard_packet(struct __sk_buff *skb)
 	return decide_v6(skb, 0, addr, port, protocol);
 }
 
+// For what a class may do beyond its egress rules (a CLASS_* flag): allowed, or refused for
+// `reason` with no destination.
+static __always_inline int class_may(__u32 flag, int reason, __u8 family, __u8 protocol)
+{
+	struct caller caller;
+	find_caller(NULL, &caller);
+	__u32 *flags = bpf_map_lookup_elem(&class_flags, &caller.rules);
+	if (flags && (*flags & flag))
+		return VERDICT_ALLOW;
+	__u32 none[4] = { 0, 0, 0, 0 };
+	return verdict(NULL, reason, &caller, family, none, 0, protocol);
+}
+
 // Raw sockets (any protocol) and ICMP echo datagram sockets: what they send passes no connect
 // or sendmsg hook, so a class that may not use them cannot create them. Other families (a
 // packet socket needs CAP_NET_RAW, which the restricted level drops) never reach this hook.
@@ -569,14 +582,8 @@ int hubguard_sock_create(struct bpf_sock *sk)
 	int icmp = sk->protocol == IPPROTO_ICMP || sk->protocol == PROTO_ICMPV6;
 	if (sk->type != SOCK_RAW && !icmp)
 		return VERDICT_ALLOW;
-	struct caller caller;
-	find_caller(NULL, &caller);
-	__u32 *flags = bpf_map_lookup_elem(&class_flags, &caller.rules);
-	if (flags && (*flags & CLASS_RAW_SOCKETS))
-		return VERDICT_ALLOW;
-	__u32 none[4] = { 0, 0, 0, 0 };
-	return verdict(NULL, REASON_SOCKET, &caller, sk->family == 10 ? 6 : 4, none, 0,
-		       (__u8)sk->protocol);
+	return class_may(CLASS_RAW_SOCKETS, REASON_SOCKET, sk->family == 10 ? 6 : 4,
+			 (__u8)sk->protocol);
 }
 
 // The options that put hops of the caller's choosing into a packet's header.
@@ -612,14 +619,8 @@ int hubguard_setsockopt(struct bpf_sockopt *ctx)
 	ctx->optlen = 0;
 	if (optlen <= 0 || !names_hops(ctx))
 		return VERDICT_ALLOW;
-	struct caller caller;
-	find_caller(NULL, &caller);
-	__u32 *flags = bpf_map_lookup_elem(&class_flags, &caller.rules);
-	if (flags && (*flags & CLASS_IP_OPTIONS))
-		return VERDICT_ALLOW;
-	__u32 none[4] = { 0, 0, 0, 0 };
 	__u8 family = ctx->level == IPPROTO_IPV6 ? 6 : 4;
-	return verdict(NULL, REASON_OPTION, &caller, family, none, 0, (__u8)ctx->level);
+	return class_may(CLASS_IP_OPTIONS, REASON_OPTION, family, (__u8)ctx->level);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

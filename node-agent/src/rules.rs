@@ -297,22 +297,25 @@ impl Compiled {
             .keys()
             .filter(|(_, net)| net.addr().is_ipv4())
             .count();
-        let capacity = crate::abi::RULE_SET_ENTRIES as usize;
-        for (map, entries) in [
-            ("v4_rules", v4),
-            ("v6_rules", self.table.len() - v4),
-            ("tenant_peers", self.peers.len()),
-        ] {
-            if entries > capacity {
-                return Err(CompileError::TooManyEntries {
-                    map,
-                    entries,
-                    capacity,
-                });
-            }
+        match over_rule_set(v4, self.table.len() - v4, self.peers.len()) {
+            Some((map, entries)) => Err(CompileError::TooManyEntries {
+                map,
+                entries,
+                capacity: RULE_SET_CAPACITY,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Entries one rule set holds per map (`ebpf/abi.h`).
+pub const RULE_SET_CAPACITY: usize = crate::abi::RULE_SET_ENTRIES as usize;
+
+/// The first policy map whose entries would not fit in one rule set, and how many it has.
+pub fn over_rule_set(v4: usize, v6: usize, peers: usize) -> Option<(&'static str, usize)> {
+    [("v4_rules", v4), ("v6_rules", v6), ("tenant_peers", peers)]
+        .into_iter()
+        .find(|(_, entries)| *entries > RULE_SET_CAPACITY)
 }
 
 struct ResolvedRule {

@@ -4,11 +4,14 @@
 
 use super::*;
 
+/// A trie's entries of one rule set: (prefix length, class id and address) → rule.
+type TrieEntries<Data> = HashMap<(u32, Data), RawRule>;
+
 /// One rule set of the policy maps, keyed by class id alone (the set is added when written).
 #[derive(Debug, Default, PartialEq)]
 struct RuleSet {
-    v4: HashMap<(u32, V4Data), RawRule>,
-    v6: HashMap<(u32, V6Data), RawRule>,
+    v4: TrieEntries<V4Data>,
+    v6: TrieEntries<V6Data>,
     peers: HashMap<RawPeerKey, RawRule>,
     class_flags: [u32; MAX_CLASSES as usize],
 }
@@ -57,20 +60,14 @@ impl RuleSet {
     }
 
     fn check_fits(&self) -> Result<(), KernelError> {
-        for (map, entries) in [
-            ("v4_rules", self.v4.len()),
-            ("v6_rules", self.v6.len()),
-            ("tenant_peers", self.peers.len()),
-        ] {
-            if entries > RULE_SET_ENTRIES as usize {
-                return Err(KernelError::DoesNotFit {
-                    map,
-                    entries,
-                    capacity: RULE_SET_ENTRIES as usize,
-                });
-            }
+        match over_rule_set(self.v4.len(), self.v6.len(), self.peers.len()) {
+            Some((map, entries)) => Err(KernelError::DoesNotFit {
+                map,
+                entries,
+                capacity: RULE_SET_CAPACITY,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -183,26 +180,10 @@ impl Kernel {
     /// Both rule sets as the maps hold them.
     fn read_rule_sets(&self) -> Result<[RuleSet; 2], KernelError> {
         let mut sets = [RuleSet::default(), RuleSet::default()];
-        for item in self.v4_rules.iter() {
-            let (key, rule) = item.map_err(map_error("v4_rules"))?;
-            let data = key.data();
-            let class = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
-            if let Some((set, _)) = split_rule_class(class) {
-                sets[set]
-                    .v4
-                    .insert((key.prefix_len(), with_set(&data, 0)), rule);
-            }
-        }
-        for item in self.v6_rules.iter() {
-            let (key, rule) = item.map_err(map_error("v6_rules"))?;
-            let data = key.data();
-            let class = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
-            if let Some((set, _)) = split_rule_class(class) {
-                sets[set]
-                    .v6
-                    .insert((key.prefix_len(), with_set(&data, 0)), rule);
-            }
-        }
+        let [v4_first, v4_second] = read_trie(&self.v4_rules, "v4_rules")?;
+        let [v6_first, v6_second] = read_trie(&self.v6_rules, "v6_rules")?;
+        (sets[0].v4, sets[1].v4) = (v4_first, v4_second);
+        (sets[0].v6, sets[1].v6) = (v6_first, v6_second);
         for item in self.tenant_peers.iter() {
             let (key, rule) = item.map_err(map_error("tenant_peers"))?;
             if let Some((set, _)) = split_rule_class(key.class_id) {
@@ -336,11 +317,31 @@ fn trie_data<const N: usize>(class: u32, addr: &[u8]) -> [u8; N] {
     data
 }
 
+/// A trie's entries by rule set, keyed by class id alone.
+fn read_trie<const N: usize>(
+    trie: &LpmTrie<MapData, [u8; N], RawRule>,
+    name: &'static str,
+) -> Result<[TrieEntries<[u8; N]>; 2], KernelError>
+where
+    [u8; N]: aya::Pod,
+{
+    let mut sets = [HashMap::new(), HashMap::new()];
+    for item in trie.iter() {
+        let (key, rule) = item.map_err(map_error(name))?;
+        let data = key.data();
+        let class = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
+        if let Some((set, _)) = split_rule_class(class) {
+            sets[set].insert((key.prefix_len(), with_set(&data, 0)), rule);
+        }
+    }
+    Ok(sets)
+}
+
 fn write_trie<const N: usize>(
     trie: &mut LpmTrie<MapData, [u8; N], RawRule>,
     set: usize,
-    current: &HashMap<(u32, [u8; N]), RawRule>,
-    target: &HashMap<(u32, [u8; N]), RawRule>,
+    current: &TrieEntries<[u8; N]>,
+    target: &TrieEntries<[u8; N]>,
     name: &'static str,
     report: &mut SyncReport,
 ) -> Result<(), KernelError>

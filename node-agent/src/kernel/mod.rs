@@ -35,12 +35,12 @@ use ipnet::IpNet;
 
 use crate::abi::{
     RawDenial, RawOwner, RawPeerKey, RawPortRange, RawRule, RawSettings, Reason, V4Data, V6Data,
-    LAYER_PACKET, MAPS_ABI, MAX_PORT_RANGES, REASONS, RULE_SETS, RULE_SET_ENTRIES, SETTING_DRY_RUN,
+    LAYER_PACKET, MAPS_ABI, MAX_PORT_RANGES, REASONS, RULE_SETS, SETTING_DRY_RUN,
     SETTING_RULE_SET_B,
 };
 use crate::cgroups;
 use crate::classes::{ClassId, MAX_CLASSES};
-use crate::rules::{Entry, PeerTable, PortRange, RuleTable};
+use crate::rules::{over_rule_set, Entry, PeerTable, PortRange, RuleTable, RULE_SET_CAPACITY};
 
 /// The compiled kernel programs (built by build.rs with clang).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));

@@ -159,18 +159,7 @@ fn link_and_pin(
         attach_type,
         flags: 0,
     };
-    // SAFETY: bpf(2) reads `size` bytes of a live, initialised attribute struct.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_CREATE,
-            &create as *const LinkCreate,
-            std::mem::size_of::<LinkCreate>() as u32,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = bpf(BPF_LINK_CREATE, &create)?;
     // SAFETY: a descriptor bpf(2) just returned, owned by nothing else.
     let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())
@@ -182,19 +171,25 @@ fn link_and_pin(
         path_fd: 0,
         pad: 0,
     };
-    // SAFETY: as above; `path` outlives the call.
+    // `path` lives until the call has returned.
+    bpf(BPF_OBJ_PIN, &obj).map(|_| ())
+}
+
+/// bpf(2) with one command and its attribute struct (the rest of `union bpf_attr` is zero).
+fn bpf<T>(command: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
+    // SAFETY: bpf(2) reads `size_of::<T>()` bytes of a live, initialised `#[repr(C)]` struct.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_OBJ_PIN,
-            &obj as *const ObjPin,
-            std::mem::size_of::<ObjPin>() as u32,
+            command,
+            attr as *const T,
+            std::mem::size_of::<T>() as u32,
         )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(rc)
 }
 
 fn pinned_attach_points(links_dir: &Path) -> Result<Vec<u64>, KernelError> {
