@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::real_node::{tenants_fixture, Node, ONE_NODE};
 use crate::support::cluster::PUBLIC_IP;
-use crate::support::hub::{logs, serve, NAMESPACE, PASSWORD};
+use crate::support::hub::{self, serve, PASSWORD, TESS_PRIVATE, TESS_PUBLIC};
 use crate::support::upstream::{node_packages, python};
 use crate::support::{binary, root, TempDir};
 
@@ -37,13 +37,24 @@ fn as_user(node: &Node, request: &Value) -> Result<Value, String> {
         .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// The names of the namespace's pods `selector` picks.
-fn pods_labelled(node: &Node, selector: &str) -> String {
+const NAMESPACE: &str = TESS_PRIVATE.namespace;
+
+/// The last lines of the platform's logs in `namespace`, and its pods.
+fn logs(node: &Node, namespace: &str) -> String {
+    hub::logs(
+        &node.cluster,
+        namespace,
+        "app.kubernetes.io/name in (jupyterhub, dask-gateway)",
+    )
+}
+
+/// The names of the pods of `namespace` that `selector` picks.
+fn pods_labelled(node: &Node, namespace: &str, selector: &str) -> String {
     node.kubectl(&[
         "get",
         "pods",
         "-n",
-        NAMESPACE,
+        namespace,
         "-l",
         selector,
         "-o",
@@ -52,9 +63,10 @@ fn pods_labelled(node: &Node, selector: &str) -> String {
 }
 
 /// A user's server pod, as KubeSpawner labels it.
-fn user_pod(node: &Node, user: &str) -> String {
+fn user_pod(node: &Node, namespace: &str, user: &str) -> String {
     pods_labelled(
         node,
+        namespace,
         &format!("hub.jupyter.org/username={user},component=singleuser-server"),
     )
 }
@@ -140,32 +152,33 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
         Some(&crate::real_node_dask::dask_network_policy(&node)),
     );
     node.install_hubguard("install", &[]);
-    let proxy = serve(&mut node.cluster, &binary("hubguard-netprobe"), &dir.0);
+    let proxy = serve(
+        &mut node.cluster,
+        &TESS_PRIVATE,
+        &binary("hubguard-netprobe"),
+        &dir.0,
+    );
     let hub = format!("http://{proxy}");
-    let user =
-        |name: &str, cells: &[&str], stop: bool| {
-            as_user(
+    let user = |name: &str, cells: &[&str], stop: bool| {
+        as_user(
             &node,
             &json!({"hub": hub, "user": name, "password": PASSWORD, "cells": cells, "stop": stop}),
         )
         .unwrap_or_else(|e| {
             panic!(
                 "{name}'s flow: {e}\n{}\nagent denials: {:#?}",
-                logs(&node.cluster, "app.kubernetes.io/name in (jupyterhub, dask-gateway)"),
+                logs(&node, NAMESPACE),
                 crate::real_node_dask::agent_denials(&node, NAMESPACE)
             )
         })
-        };
+    };
     let output = |answer: &Value, cell: usize| -> String {
         let out = &answer["outputs"][cell];
         assert_eq!(
             out["error"],
             Value::Null,
             "{answer}\n{}",
-            logs(
-                &node.cluster,
-                "app.kubernetes.io/name in (jupyterhub, dask-gateway)"
-            )
+            logs(&node, NAMESPACE)
         );
         out["stdout"].as_str().unwrap().trim().to_string()
     };
@@ -216,11 +229,12 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
     eprintln!("the users' flow: no agent denial, no NetworkPolicy drop");
 
     // Their servers and clusters are their own pods, recorded as theirs.
-    let alice_pod = user_pod(&node, "alice");
-    let bob_pod = user_pod(&node, "bob");
+    let alice_pod = user_pod(&node, NAMESPACE, "alice");
+    let bob_pod = user_pod(&node, NAMESPACE, "bob");
     let bob_pods = |role: &str| {
         pods_labelled(
             &node,
+            NAMESPACE,
             &format!("gateway.dask.org/cluster={bob_id},app.kubernetes.io/component=dask-{role}"),
         )
     };
@@ -303,7 +317,7 @@ except Exception as e:
     node.wait(
         "Alice's server is still running after she stopped it",
         Duration::from_secs(60),
-        || user_pod(&node, "alice").is_empty(),
+        || user_pod(&node, NAMESPACE, "alice").is_empty(),
     );
 
     // Alice again, in a real browser on this machine (the hub's proxy through a port on its
@@ -329,7 +343,11 @@ except Exception as e:
         out.status.success(),
         "the browser: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        logs(&node.cluster, "component in (hub, singleuser-server)")
+        hub::logs(
+            &node.cluster,
+            NAMESPACE,
+            "component in (hub, singleuser-server)"
+        )
     );
     let page: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -338,4 +356,150 @@ except Exception as e:
     );
     assert!(std::fs::metadata(&picture).unwrap().len() > 10_000);
     eprintln!("the browser: {page}; its picture: {}", picture.display());
+}
+
+/// A visitor's local Dask computation, as a teaching notebook does it: a LocalCluster of two
+/// worker processes inside the server's own pod (scheduler, workers and dashboard on its
+/// loopback). Prints what happened as JSON.
+const LOCAL_COMPUTATION: &str = r#"import json
+import dask.array as da
+from dask.distributed import Client, LocalCluster
+with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
+    x = da.random.RandomState(0).random((2000, 2000), chunks=500)
+    matmul = float((x @ x.T).sum().compute())
+    print(json.dumps({"workers": len(client.scheduler_info()["workers"]), "matmul": matmul}))
+"#;
+
+#[test]
+fn visitors_of_tess_public_compute_and_their_idle_servers_are_culled() {
+    const PUBLIC: &str = TESS_PUBLIC.namespace;
+    let _one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut node = Node::up_with(false, true);
+    let dir = TempDir::new("hub-volumes");
+    node.install_hubguard("install", &["--set", "policy.preset=tess-public"]);
+    // z2jh's own NetworkPolicies come with the recording, enforced by kube-router's firewall.
+    let proxy = serve(
+        &mut node.cluster,
+        &TESS_PUBLIC,
+        &binary("hubguard-netprobe"),
+        &dir.0,
+    );
+    let hub = format!("http://{proxy}");
+    let visit = |cells: &[&str], stop: bool| {
+        as_user(
+            &node,
+            &json!({"hub": hub, "login": "tmp", "cells": cells, "stop": stop}),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "a visitor's flow: {e}\n{}\nagent denials: {:#?}",
+                logs(&node, PUBLIC),
+                crate::real_node_dask::agent_denials(&node, PUBLIC)
+            )
+        })
+    };
+    let output = |answer: &Value, cell: usize| -> String {
+        let out = &answer["outputs"][cell];
+        assert_eq!(
+            out["error"],
+            Value::Null,
+            "{answer}\n{}",
+            logs(&node, PUBLIC)
+        );
+        out["stdout"].as_str().unwrap().trim().to_string()
+    };
+
+    // A visitor is logged straight in as a fresh user, opens JupyterLab, computes locally,
+    // and walks away without stopping the server.
+    let drops_before = node.cluster.network_policy_drops();
+    let first = visit(&["print(6 * 7)", LOCAL_COMPUTATION], false);
+    eprintln!("the first visitor: {first}");
+    let visitor = first["user"].as_str().unwrap().to_string();
+    assert!(
+        first["lab_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/user/{visitor}/lab")),
+        "{first}"
+    );
+    assert_eq!(output(&first, 0), "42");
+    let result: Value = serde_json::from_str(&output(&first, 1)).unwrap();
+    assert_eq!(result["workers"], 2, "{result}");
+    assert!(result["matmul"].as_f64().unwrap() > 0.0, "{result}");
+    assert_eq!(
+        node.cluster.network_policy_drops() - drops_before,
+        0,
+        "NetworkPolicy dropped packets of the visitor's flow"
+    );
+    let denials = crate::real_node_dask::agent_denials(&node, PUBLIC);
+    assert!(
+        denials.is_empty(),
+        "the agent refused the visitor's flow: {denials:#?}"
+    );
+    let first_pod = user_pod(&node, PUBLIC, &visitor);
+    assert_eq!(
+        node.pod_field(
+            PUBLIC,
+            &first_pod,
+            "{.metadata.labels.hubguard\\.dev/class}"
+        ),
+        "user"
+    );
+
+    // A second visitor, another fresh user, tries what a visitor would try, then stops.
+    let first_ip = node.pod_field(PUBLIC, &first_pod, "{.status.podIP}");
+    let probes = probe_cell(&[
+        ("hub API", "hub", 8081),
+        ("public web", PUBLIC_IP, 443),
+        ("public, another port", PUBLIC_IP, 22),
+        ("metadata", "169.254.169.254", 80),
+        ("API server (Service)", "10.96.0.1", 443),
+        ("kubelet", "10.250.0.1", 10250),
+        ("the other visitor's server", &first_ip, 8888),
+        ("the proxy's API", "proxy-api", 8001),
+    ]);
+    let second = visit(&[&probes], true);
+    assert_ne!(
+        second["user"], first["user"],
+        "tmpauthenticator made one user twice"
+    );
+    let outcomes: Value = serde_json::from_str(&output(&second, 0)).unwrap();
+    eprintln!("from the second visitor's kernel: {outcomes}");
+    assert_eq!(
+        outcomes,
+        json!({
+            "hub API": "connected",
+            "public web": "connected",
+            "public, another port": "EPERM",
+            "metadata": "EPERM",
+            "API server (Service)": "EPERM",
+            "kubelet": "EPERM",
+            "the other visitor's server": "EPERM",
+            "the proxy's API": "EPERM",
+        })
+    );
+
+    // The culler (two idle minutes in the test layer, checked every 15 s) reclaims the first
+    // visitor's server, and removes the throwaway user with it.
+    let started = std::time::Instant::now();
+    node.wait(
+        "the idle culler did not reclaim the first visitor's server",
+        Duration::from_secs(300),
+        || user_pod(&node, PUBLIC, &visitor).is_empty(),
+    );
+    eprintln!(
+        "the first visitor's server culled {:.0}s after their flow",
+        started.elapsed().as_secs_f64()
+    );
+    let hub_log = || node.kubectl(&["logs", "-n", PUBLIC, "deployment/hub"]);
+    node.wait(
+        "the idle culler did not remove the first visitor",
+        Duration::from_secs(60),
+        || hub_log().contains(&format!("Culling user {visitor}")),
+    );
+    assert!(
+        hub_log().contains(&format!("Culling server {visitor}")),
+        "{}",
+        hub_log()
+    );
 }

@@ -1,9 +1,11 @@
 """A user of a JupyterHub, through its proxy's HTTP port only, as a browser would be.
 
 Reads JSON on stdin: {"hub": "http://ADDRESS", "user": NAME, "password": PASSWORD,
-"cells": [CODE, ...], "stop": true|false} and prints JSON: what each step answered
-({"steps": [[step, status, seconds], ...], "outputs": [{"stdout", "error"}, ...]}). The steps:
-the login form (with its XSRF token), spawning the default server from the hub's spawn page,
+"cells": [CODE, ...], "stop": true|false}, or {"hub": ..., "login": "tmp", "cells": ...} for a
+visitor of a hub with tmpauthenticator, and prints JSON: what each step answered
+({"user": NAME, "steps": [[step, status, seconds], ...], "outputs": [{"stdout", "error"}, ...]}).
+The steps: the login form (with its XSRF token), or tmpauthenticator's login link and the
+hub's home page (which sets the XSRF cookie) and the hub's word on who the visitor is, spawning the default server from the hub's spawn page,
 waiting for it in the hub's API (as the spawn-pending page does), opening JupyterLab (the
 server's OAuth round trip through the hub), starting a kernel, running each cell over the
 kernel's websocket (the Jupyter messaging protocol), and, with "stop", stopping the server.
@@ -70,14 +72,24 @@ def run_cell(ws, user, session, code, timeout):
 
 
 def main(request):
-    user, hub = request["user"], request["hub"].rstrip("/")
+    hub = request["hub"].rstrip("/")
     out = {"steps": STEPS, "outputs": []}
     with httpx.Client(base_url=hub, timeout=30) as client:
-        step("login page", client.get("/hub/login"), 200)
-        xsrf = cookie(client, "_xsrf", "/hub/")
-        step("log in", client.post("/hub/login", data={
-            "username": user, "password": request["password"], "_xsrf": xsrf}), 302)
-        api = {"X-XSRFToken": xsrf}
+        if request.get("login") == "tmp":
+            # A fresh random user on every visit; the home page sets the XSRF cookie.
+            step("log in (tmpauthenticator)", client.get("/hub/tmplogin"), 302)
+            step("home page", client.get("/hub/home"), 200)
+            xsrf = cookie(client, "_xsrf", "/hub/")
+            api = {"X-XSRFToken": xsrf}
+            user = step("who am I", client.get("/hub/api/user", headers=api), 200).json()["name"]
+        else:
+            user = request["user"]
+            step("login page", client.get("/hub/login"), 200)
+            xsrf = cookie(client, "_xsrf", "/hub/")
+            step("log in", client.post("/hub/login", data={
+                "username": user, "password": request["password"], "_xsrf": xsrf}), 302)
+            api = {"X-XSRFToken": xsrf}
+        out["user"] = user
         step("spawn", client.get("/hub/spawn"), 302)
         deadline = time.monotonic() + request.get("spawn_timeout", 300)
         while True:

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             eprintln!("hubguard-cluster: creating {}: {error}", volumes.display());
             return ExitCode::FAILURE;
         }
-        let proxy = hub::serve(&mut cluster, &netprobe, &volumes);
+        let proxy = hub::serve(&mut cluster, &hub::TESS_PRIVATE, &netprobe, &volumes);
         let target: SocketAddr = match format!("{proxy}:80").parse() {
             Ok(target) => target,
             Err(error) => {

@@ -1,8 +1,8 @@
-//! tess-private as the test node serves it to users: the platform's real images, and its
-//! hub (z2jh's recorded Deployments with the project's model of z2jh's configuration) and
-//! dask-gateway (the chart's recorded Deployments, with the model of its configuration), over
-//! the shipped values and the test layer, behind hubguard. Used by the real-node hub test and
-//! by `hubguard-cluster up --hub` (scripts/run).
+//! The secured hubs as the test node serves them to users: the platform's real images, and
+//! each hub's z2jh (recorded Deployments with the project's model of z2jh's configuration) and,
+//! where its values enable it, dask-gateway (the chart's recorded Deployments, with the model
+//! of its configuration), over the shipped values and the test layer, behind hubguard. Used by
+//! the real-node hub tests and by `hubguard-cluster up --hub` (scripts/run, tess-private).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,17 +14,63 @@ use super::controlplane::tools_bin;
 use super::upstream::{image_python, kubespawner, node_packages};
 use super::{images, root};
 
-pub const NAMESPACE: &str = "tess-private";
+/// tess-private's test users' password (its test layer's shared-password authenticator).
 pub const PASSWORD: &str = "tess-test-password";
-/// The platform's Deployments the test node runs: z2jh's hub and proxy, then the gateway's
-/// api, controller and traefik.
-pub const PLATFORM: [&str; 5] = [
-    "hub",
-    "proxy",
-    "api-tess-private-dask-gateway",
-    "controller-tess-private-dask-gateway",
-    "traefik-tess-private-dask-gateway",
-];
+
+/// One secured hub as the test node installs it.
+pub struct SecuredHub {
+    /// The deployment's name under charts/deployments, its namespace and its release's name.
+    pub namespace: &'static str,
+    /// The platform's Deployments the test node runs: z2jh's hub and proxy, then the
+    /// gateway's api, controller and traefik where the hub has Dask.
+    pub platform: &'static [&'static str],
+    /// The upstream charts' rendering of those Deployments (and NetworkPolicies, where
+    /// recorded), with how to refresh it.
+    recording: &'static str,
+    /// The test layer over the shipped values, in place of the secrets layer.
+    test_layer: &'static str,
+}
+
+/// The authenticated research hub, with dask-gateway.
+pub const TESS_PRIVATE: SecuredHub = SecuredHub {
+    namespace: "tess-private",
+    platform: &[
+        "hub",
+        "proxy",
+        "api-tess-private-dask-gateway",
+        "controller-tess-private-dask-gateway",
+        "traefik-tess-private-dask-gateway",
+    ],
+    recording: "tests/fixtures/e2e/tess-private-platform.yaml",
+    test_layer: "tests/fixtures/e2e/tess-private-test.values.yaml",
+};
+
+/// The unauthenticated outreach hub: tmpauthenticator, no homes, no Dask, the idle culler.
+pub const TESS_PUBLIC: SecuredHub = SecuredHub {
+    namespace: "tess-public",
+    platform: &["hub", "proxy"],
+    recording: "tests/fixtures/e2e/tess-public-platform.yaml",
+    test_layer: "tests/fixtures/e2e/tess-public-test.values.yaml",
+};
+
+impl SecuredHub {
+    /// The recorded documents: each Deployment of `names` and every NetworkPolicy, in the
+    /// hub's namespace.
+    fn recorded(&self, names: &[&str]) -> Vec<Value> {
+        read(self.recording)
+            .split("\n---\n")
+            .map(|document| serde_norway::from_str::<Value>(document).unwrap())
+            .filter(|object| {
+                object["kind"] == "NetworkPolicy"
+                    || names.contains(&object["metadata"]["name"].as_str().unwrap_or(""))
+            })
+            .map(|mut object| {
+                object["metadata"]["namespace"] = json!(self.namespace);
+                object
+            })
+            .collect()
+    }
+}
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
@@ -53,7 +99,8 @@ fn load_images(cluster: &Cluster, netprobe: &Path) {
     .alias(images::GATEWAY);
     let traefik =
         images::traefik(&tools_bin()).unwrap_or_else(|e| panic!("the traefik image: {e}"));
-    // repo2docker's images run as jovyan in this home, where the home claim is mounted.
+    // repo2docker's images run as jovyan (uid 1000, z2jh's fsGid 100) in this home, theirs
+    // in the image, where tess-private mounts the home claim.
     let notebook = images::probe_with_python(
         netprobe,
         &image_python("images/test/notebook/requirements.txt"),
@@ -61,6 +108,7 @@ fn load_images(cluster: &Cluster, netprobe: &Path) {
     )
     .unwrap_or_else(|e| panic!("the notebook image: {e}"))
     .env("HOME", "/home/jovyan")
+    .owned_directory("/home/jovyan", 1000, 100)
     .working_dir("/home/jovyan");
     let proxy = images::proxy(
         netprobe,
@@ -83,11 +131,19 @@ fn load_images(cluster: &Cluster, netprobe: &Path) {
 /// its ConfigMap and Secret under z2jh's names and keys, the hub's database claim, the users'
 /// home volumes and the shared volume, the Services and Role, then the recorded hub and proxy
 /// Deployments (not waited for).
-fn install_hub(cluster: &Cluster, volumes: &Path, values: &Value) {
-    apply(cluster, &read("tests/fixtures/e2e/tess-private-hub.yaml"));
+fn install_hub(cluster: &Cluster, hub: &SecuredHub, volumes: &Path, values: &Value) {
+    let namespace = hub.namespace;
+    apply_json(
+        cluster,
+        &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})],
+    );
+    apply(
+        cluster,
+        &read("tests/fixtures/e2e/z2jh-hub-objects.yaml").replace("tess-private", namespace),
+    );
     let config = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "hub", "namespace": NAMESPACE},
+        "metadata": {"name": "hub", "namespace": namespace},
         "data": {
             "jupyterhub_config.py": read("tests/upstream/z2jh_hub_config.py"),
             "z2jh.py": "# The test hub's configuration is in jupyterhub_config.py.\n",
@@ -98,7 +154,7 @@ fn install_hub(cluster: &Cluster, volumes: &Path, values: &Value) {
     });
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "hub", "namespace": NAMESPACE},
+        "metadata": {"name": "hub", "namespace": namespace},
         "stringData": {
             "hub.config.ConfigurableHTTPProxy.auth_token": random_hex(32),
             "hub.config.JupyterHub.cookie_secret": random_hex(32),
@@ -107,48 +163,39 @@ fn install_hub(cluster: &Cluster, volumes: &Path, values: &Value) {
             "values.yaml": "{}\n",
         },
     });
-    // Volumes: the hub's database, the shared full-frame images, and each user's home as
-    // KubeSpawner will claim it (the volume waits, bound in advance to that claim's name).
-    let homes = kubespawner(&json!({
-        "values": values["jupyterhub"], "namespace": NAMESPACE, "release": NAMESPACE,
-        "servers": [["alice", ""], ["bob", ""]],
-    }));
+    // Volumes: the hub's database and, where users have homes, the shared full-frame images
+    // and each test user's home as KubeSpawner will claim it (the volume waits, bound in
+    // advance to that claim's name).
     let mut objects = vec![config, secret];
-    objects.extend(bound_claim(NAMESPACE, "hub-db-dir", None, volumes));
-    objects.extend(bound_claim(NAMESPACE, "tess-ffi", None, volumes));
-    for home in homes.as_array().unwrap() {
-        let claim = home["pvc_name"].as_str().unwrap();
-        objects.extend(
-            bound_claim(NAMESPACE, claim, Some(&home["pvc"]), volumes)
-                .into_iter()
-                .take(1),
-        );
+    objects.extend(bound_claim(namespace, "hub-db-dir", None, volumes));
+    if values["jupyterhub"]["singleuser"]["storage"]["type"] != json!("none") {
+        objects.extend(bound_claim(namespace, "tess-ffi", None, volumes));
+        let homes = kubespawner(&json!({
+            "values": values["jupyterhub"], "namespace": namespace, "release": namespace,
+            "servers": [["alice", ""], ["bob", ""]],
+        }));
+        for home in homes.as_array().unwrap() {
+            let claim = home["pvc_name"].as_str().unwrap();
+            objects.extend(
+                bound_claim(namespace, claim, Some(&home["pvc"]), volumes)
+                    .into_iter()
+                    .take(1),
+            );
+        }
     }
     // The volumes are directories of the host: writable by the hub's and the users' uids.
     for entry in std::fs::read_dir(volumes).unwrap().flatten() {
         std::os::unix::fs::chown(entry.path(), Some(1000), Some(100)).unwrap();
     }
     apply_json(cluster, &objects);
-    let recorded = read("tests/fixtures/e2e/tess-private-platform.yaml");
-    for document in recorded.split("\n---\n") {
-        let mut deployment: Value = serde_norway::from_str(document).unwrap();
-        let name = deployment["metadata"]["name"].as_str().unwrap().to_string();
-        if !PLATFORM[..2].contains(&name.as_str()) {
-            continue;
-        }
-        deployment["metadata"]["namespace"] = json!(NAMESPACE);
-        apply_json(cluster, &[deployment]);
-    }
+    apply_json(cluster, &hub.recorded(&["hub", "proxy"]));
 }
 
-/// tess-private's values as the test node installs them: the shipped layers (common, prod)
-/// and the test layer in place of the secrets.
-pub fn test_values() -> Value {
-    let mut values = layered_values(NAMESPACE, "prod");
-    merge(
-        &mut values,
-        &yaml(&read("tests/fixtures/e2e/tess-private-test.values.yaml")),
-    );
+/// A hub's values as the test node installs them: the shipped layers (common, prod) and the
+/// test layer in place of the secrets.
+pub fn test_values(hub: &SecuredHub) -> Value {
+    let mut values = layered_values(hub.namespace, "prod");
+    merge(&mut values, &yaml(&read(hub.test_layer)));
     values
 }
 
@@ -178,17 +225,21 @@ fn traefik_crds() -> String {
 /// tess-private's dask-gateway as its chart would install it: traefik's resource definitions,
 /// the gateway's objects, the api's and controller's ConfigMaps, then the recorded api,
 /// controller and traefik Deployments (not waited for).
-fn install_gateway(cluster: &Cluster, values: &Value) {
+fn install_gateway(cluster: &Cluster, hub: &SecuredHub, values: &Value) {
+    assert_eq!(
+        hub.namespace, TESS_PRIVATE.namespace,
+        "only tess-private has a gateway"
+    );
     cluster.kubectl_stdin(&["create", "-f", "-"], Some(&traefik_crds()));
     apply(
         cluster,
         &read("tests/fixtures/e2e/tess-private-gateway.yaml"),
     );
-    let chart = json!({"release": NAMESPACE, "values": values["dask-gateway"]});
+    let chart = json!({"release": hub.namespace, "values": values["dask-gateway"]});
     let config = |name: &str| {
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            "metadata": {"name": name, "namespace": hub.namespace},
             "data": {
                 "dask_gateway_config.py": read("tests/upstream/dask_gateway_config.py"),
                 "dask_pods.py": read("tests/upstream/dask_pods.py"),
@@ -204,24 +255,19 @@ fn install_gateway(cluster: &Cluster, values: &Value) {
             config("controller-tess-private-dask-gateway"),
         ],
     );
-    for document in read("tests/fixtures/e2e/tess-private-platform.yaml").split("\n---\n") {
-        let mut deployment: Value = serde_norway::from_str(document).unwrap();
-        if PLATFORM[2..].contains(&deployment["metadata"]["name"].as_str().unwrap()) {
-            deployment["metadata"]["namespace"] = json!(NAMESPACE);
-            apply_json(cluster, &[deployment]);
-        }
-    }
+    apply_json(cluster, &hub.recorded(&hub.platform[2..]));
 }
 
-/// Waits for Deployment `name` to have its replica available; says why not on timeout.
-pub fn wait_available(cluster: &Cluster, name: &str, timeout: Duration) {
+/// Waits for Deployment `name` of `namespace` to have its replica available; says why not on
+/// timeout.
+pub fn wait_available(cluster: &Cluster, namespace: &str, name: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while cluster.kubectl(&[
         "get",
         "deployment",
         name,
         "-n",
-        NAMESPACE,
+        namespace,
         "-o",
         "jsonpath={.status.availableReplicas}",
     ]) != "1"
@@ -231,6 +277,7 @@ pub fn wait_available(cluster: &Cluster, name: &str, timeout: Duration) {
             "Deployment {name} is not available after {timeout:?}: {}",
             logs(
                 cluster,
+                namespace,
                 "app.kubernetes.io/name in (jupyterhub, dask-gateway)"
             )
         );
@@ -238,8 +285,9 @@ pub fn wait_available(cluster: &Cluster, name: &str, timeout: Duration) {
     }
 }
 
-/// The namespace's pods, and the last lines of the logs of those `selector` picks.
-pub fn logs(cluster: &Cluster, selector: &str) -> String {
+/// The pods and events of `namespace`, and the last lines of the logs of the pods `selector`
+/// picks, without the lines a client polling the hub's API adds every second.
+pub fn logs(cluster: &Cluster, namespace: &str, selector: &str) -> String {
     let run = |args: &[&str]| {
         cluster
             .kubectl_output(args)
@@ -249,41 +297,53 @@ pub fn logs(cluster: &Cluster, selector: &str) -> String {
             })
             .unwrap_or_default()
     };
+    let logs = run(&[
+        "logs",
+        "-n",
+        namespace,
+        "-l",
+        selector,
+        "--tail=400",
+        "--prefix",
+    ]);
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| {
+            !line.contains("Skipping XSRF check") && !line.contains("200 GET /hub/api/users/")
+        })
+        .collect();
     format!(
-        "{}
-{}",
-        run(&["get", "pods", "-n", NAMESPACE, "-o", "wide"]),
-        run(&[
-            "logs",
-            "-n",
-            NAMESPACE,
-            "-l",
-            selector,
-            "--tail=25",
-            "--prefix"
-        ])
+        "{}\n{}\n{}",
+        run(&["get", "pods", "-n", namespace, "-o", "wide"]),
+        run(&["get", "events", "-n", namespace]),
+        lines[lines.len().saturating_sub(60)..].join("\n")
     )
 }
 
-/// Serves tess-private on the node: its images loaded, the gateway's and the hub's objects
-/// applied at once (as one helm install would: the hub looks the gateway's Service up when it
-/// starts, and a name looked up before it exists is remembered as missing), every platform
-/// Deployment available. The images carry the probe (`netprobe`); `volumes` holds the claims' directories. Returns the address of the
-/// proxy's public Service, which the node's own processes reach.
-pub fn serve(cluster: &mut Cluster, netprobe: &Path, volumes: &Path) -> String {
+/// Serves `hub` on the node: its images loaded, the gateway's (where it has one) and the
+/// hub's objects applied at once (as one helm install would: the hub looks the gateway's
+/// Service up when it starts, and a name looked up before it exists is remembered as
+/// missing), every platform Deployment available. The images carry the probe (`netprobe`);
+/// `volumes` holds the claims' directories. Returns the address of the proxy's public
+/// Service, which the node's own processes reach.
+pub fn serve(cluster: &mut Cluster, hub: &SecuredHub, netprobe: &Path, volumes: &Path) -> String {
     load_images(cluster, netprobe);
     cluster
         .wait_dns_ready(Duration::from_secs(90))
         .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let values = test_values();
-    install_gateway(cluster, &values);
-    install_hub(cluster, volumes, &values);
-    for name in PLATFORM {
-        wait_available(cluster, name, Duration::from_secs(180));
+    let values = test_values(hub);
+    if values["dask-gateway"]["enabled"] == json!(true) {
+        install_gateway(cluster, hub, &values);
+    }
+    install_hub(cluster, hub, volumes, &values);
+    for name in hub.platform {
+        wait_available(cluster, hub.namespace, name, Duration::from_secs(180));
     }
     eprintln!(
-        "the hub, proxy and gateway served in {:.1}s",
+        "{}'s platform ({}) served in {:.1}s",
+        hub.namespace,
+        hub.platform.join(", "),
         started.elapsed().as_secs_f64()
     );
     cluster
@@ -292,7 +352,7 @@ pub fn serve(cluster: &mut Cluster, netprobe: &Path, volumes: &Path) -> String {
             "service",
             "proxy-public",
             "-n",
-            NAMESPACE,
+            hub.namespace,
             "-o",
             "jsonpath={.spec.clusterIP}",
         ])

@@ -53,6 +53,8 @@ pub struct Image {
     arguments: Vec<String>,
     environment: Vec<String>,
     working_dir: String,
+    /// Directories owned by a user: path in the image, uid, gid.
+    owned_directories: Vec<(String, u64, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,7 @@ impl Image {
             arguments: Vec::new(),
             environment: vec!["PATH=/bin:/usr/bin".to_string()],
             working_dir: "/".to_string(),
+            owned_directories: Vec::new(),
         }
     }
 
@@ -107,6 +110,13 @@ impl Image {
     }
 
     /// The directory containers of the image start in.
+    /// An empty directory owned by `uid`:`gid` (a user's home, as repo2docker's images have).
+    pub fn owned_directory(mut self, image_path: &str, uid: u64, gid: u64) -> Image {
+        self.owned_directories
+            .push((image_path.trim_start_matches('/').to_string(), uid, gid));
+        self
+    }
+
     pub fn working_dir(mut self, dir: &str) -> Image {
         self.working_dir = dir.to_string();
         self
@@ -205,6 +215,33 @@ impl Image {
             builder
                 .append_link(&mut header, path, target)
                 .map_err(io(format!("adding the link {path} to {}", self.name)))?;
+        }
+        for (path, uid, gid) in &self.owned_directories {
+            let mut parent = Path::new(path).parent();
+            let mut missing = Vec::new();
+            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                if directories.insert(dir.to_path_buf()) {
+                    missing.push(dir.to_path_buf());
+                }
+                parent = dir.parent();
+            }
+            let owned = (Path::new(path).to_path_buf(), *uid, *gid);
+            for (dir, uid, gid) in missing
+                .into_iter()
+                .rev()
+                .map(|dir| (dir, 0, 0))
+                .chain([owned])
+            {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_uid(uid);
+                header.set_gid(gid);
+                header.set_size(0);
+                builder
+                    .append_data(&mut header, &dir, std::io::empty())
+                    .map_err(io(format!("adding {} to {}", dir.display(), self.name)))?;
+            }
         }
         // /tmp for programs that want one; a read-only root filesystem gets emptyDirs instead.
         let mut header = tar::Header::new_gnu();
