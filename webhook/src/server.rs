@@ -218,6 +218,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     accept_until(&listener, &connections, &graceful, shutdown).await;
 
     health.set_draining();
+    // A replica on its way out keeps its certificate but manages TLS no more: during an
+    // uninstall it would otherwise make the Secret again after its owner, the webhook
+    // configuration, is gone, and nothing would remove it.
+    if let Some(keeper) = &tls_keeper {
+        keeper.abort();
+    }
     tracing::info!(delay = ?config.shutdown_delay, "shutdown requested: reporting not ready");
     accept_until(
         &listener,
@@ -228,9 +234,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .await;
     drop(listener);
     reloader.abort();
-    if let Some(keeper) = tls_keeper {
-        keeper.abort();
-    }
     tracing::info!(
         open_connections = graceful.count(),
         "draining in-flight requests"
