@@ -5,12 +5,33 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
+use hubguard_policy::action::Action;
 use hubguard_policy::engine::Request;
 use hubguard_policy::manifest::{parse_manifests, Manifest};
 use hubguard_policy::{Policy, PolicyError, Requester};
 
 use crate::report::{self, Judged};
 use crate::Output;
+
+/// `--action`: what the requester does to the objects instead of creating them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ActionArg {
+    Delete,
+    Exec,
+    Attach,
+    PortForward,
+}
+
+impl ActionArg {
+    pub fn action(self) -> Action {
+        match self {
+            ActionArg::Delete => Action::Delete,
+            ActionArg::Exec => Action::Exec,
+            ActionArg::Attach => Action::Attach,
+            ActionArg::PortForward => Action::PortForward,
+        }
+    }
+}
 
 const EXIT_DENIED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
@@ -107,6 +128,7 @@ pub fn run(
     output: Output,
     requester: Option<&Requester>,
     namespace: &str,
+    action: Option<Action>,
     files: &[String],
 ) -> ExitCode {
     let policy = match Policy::load(policy_file) {
@@ -124,6 +146,9 @@ pub fn run(
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    if let Some(action) = action {
+        return act(&policy, output, requester, namespace, action, manifests);
+    }
     let mut errors = Vec::new();
     let mut admitted = Vec::with_capacity(manifests.len());
     for manifest in &manifests {
@@ -171,10 +196,59 @@ pub fn run(
         eprintln!("nothing was judged");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    report(&policy, output, &judged, namespace)
+}
+
+/// Judges each object as the target of `action` by the requester, as it stands (nothing is
+/// created, so nothing is mutated).
+fn act(
+    policy: &Policy,
+    output: Output,
+    requester: Option<&Requester>,
+    namespace: &str,
+    action: Action,
+    manifests: Vec<Manifest>,
+) -> ExitCode {
+    let mut judged = Vec::with_capacity(manifests.len());
+    for manifest in manifests {
+        let object = &manifest.object;
+        let kind = object
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("object");
+        if action != Action::Delete && kind != "Pod" {
+            eprintln!(
+                "error: {}: {} reaches only into pods",
+                place(&manifest, &kind),
+                action.as_str()
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("");
+        let ns = manifest.namespace(namespace).to_string();
+        let request = Request {
+            namespace: &ns,
+            requester,
+            cluster: None,
+        };
+        let review = policy.review_action(action, kind, name, Ok(object), &request);
+        judged.push(Judged {
+            manifest,
+            patch: None,
+            review,
+        });
+    }
+    report(policy, output, &judged, namespace)
+}
+
+fn report(policy: &Policy, output: Output, judged: &[Judged], namespace: &str) -> ExitCode {
     let allowed = judged.iter().all(|j| j.review.allowed());
     match output {
-        Output::Text => print!("{}", report::text(&judged, namespace)),
-        Output::Json => println!("{}", report::json(&policy, &judged, namespace)),
+        Output::Text => print!("{}", report::text(judged, namespace)),
+        Output::Json => println!("{}", report::json(policy, judged, namespace)),
     }
     if allowed {
         ExitCode::SUCCESS

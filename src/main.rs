@@ -55,6 +55,10 @@ enum Command {
         /// The namespace of objects that name none.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// Judge the objects as the targets of this action by the requester (as the webhook
+        /// judges a DELETE, or an exec into a pod), not as creates.
+        #[arg(long, value_enum)]
+        action: Option<check::ActionArg>,
         /// Manifest files (YAML or JSON, multi-document, `kind: List`); `-` reads stdin.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
@@ -97,11 +101,19 @@ fn main() -> ExitCode {
             as_user,
             as_groups,
             namespace,
+            action,
             files,
         } => {
             let requester = as_user
                 .map(|username| hubguard_policy::Requester::authenticated(username, as_groups));
-            check::run(&policy, output, requester.as_ref(), &namespace, &files)
+            check::run(
+                &policy,
+                output,
+                requester.as_ref(),
+                &namespace,
+                action.map(check::ActionArg::action),
+                &files,
+            )
         }
         Command::Webhook(args) => webhook::run(args),
         Command::NodeAgent(args) => node_agent::run(args),
@@ -109,8 +121,8 @@ fn main() -> ExitCode {
             PolicyCommand::Validate { file } => check::validate(&file),
             PolicyCommand::MutatingPolicy { file, name } => check::mutating_policy(&file, &name),
             PolicyCommand::Rules => {
-                for c in hubguard_policy::checks::CHECKS {
-                    println!("{:<26} {}", c.id, c.summary);
+                for (id, summary) in hubguard_policy::checks::rules() {
+                    println!("{id:<26} {summary}");
                 }
                 ExitCode::SUCCESS
             }

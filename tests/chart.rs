@@ -133,6 +133,7 @@ fn webhook_configurations_fail_closed_only_where_hubguard_governs() {
         "daskclusters",
         "daskworkergroups",
         "daskjobs",
+        "services",
     ] {
         assert!(
             resources.iter().any(|r| r == wanted),

@@ -185,6 +185,7 @@ fn hubguard_behind_a_real_api_server() {
     for file in [
         "tests/corpus/pass/tenant-own-pod.yaml",
         "tests/fixtures/e2e/alice-dask-worker.yaml",
+        "tests/corpus/pass/tenant-own-service.yaml",
     ] {
         let out = create(&alice, &root().join(file));
         assert!(out.status.success(), "{file}: {}", text(&out).1);
@@ -245,6 +246,7 @@ fn hubguard_behind_a_real_api_server() {
         let h = header(&file);
         if h.policy != "tess-private"
             || h.requester.as_deref() != Some("system:serviceaccount:tess-private:user-alice")
+            || h.action.is_some()
         {
             continue;
         }
@@ -277,6 +279,10 @@ fn hubguard_behind_a_real_api_server() {
         "recorded-identity-forged.yaml",
         "host-probe-metadata.yaml",
         "runtime-class.yaml",
+        "service-external-ips.yaml",
+        "service-load-balancer.yaml",
+        "service-selects-hub-labels.yaml",
+        "service-takes-hub-name.yaml",
     ] {
         assert!(refused.iter().any(|r| r == must), "{must} not exercised");
     }
@@ -362,6 +368,26 @@ fn hubguard_behind_a_real_api_server() {
         !into_own.contains("hubguard"),
         "admission allowed it; there is no kubelet: {into_own}"
     );
+
+    // --- Deleting: Bob's pod is not hers to delete; her own is.
+    let delete = |kind: &str, name: &str| {
+        let out = plane.kubectl_as(
+            &alice,
+            &["delete", kind, name, "-n", NS, "--wait=false"],
+            None,
+        );
+        (out.status.success(), text(&out).1)
+    };
+    let (deleted, stderr) = delete("pod", "jupyter-bob");
+    assert!(!deleted, "Alice deleted Bob's notebook");
+    assert!(
+        stderr.contains("admission webhook \"validate-delete.hubguard.dev\" denied the request")
+            && stderr.contains("[tenantActions]")
+            && stderr.contains("it belongs to tenant bob"),
+        "{stderr}"
+    );
+    let (deleted, stderr) = delete("pod", "alice-helper");
+    assert!(deleted, "Alice could not delete her own pod: {stderr}");
 
     // --- Warnings arrive as kubectl prints them: the policy file switched to warn mode,
     // picked up without a restart.

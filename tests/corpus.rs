@@ -9,6 +9,7 @@
 //!   `# findings: N`    (attack, one rule) how many violations it makes; one by default
 //!   `# mutations: none` (pass) the shape must pass without any default being set (the
 //!                       identity /mutate records in the metadata is not a default)
+//!   `# action: ACTION` the objects are the targets of delete, exec, attach or port-forward
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,6 +29,9 @@ fn check(path: &Path, h: &Header) -> (i32, Value) {
     }
     for g in &h.groups {
         cmd.args(["--as-group", g]);
+    }
+    if let Some(action) = &h.action {
+        cmd.args(["--action", action]);
     }
     let out = cmd.arg(path).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

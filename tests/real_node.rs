@@ -558,6 +558,29 @@ fn the_charts_agent_and_webhook_enforce_on_real_pods() {
             (&at_pod, "EPERM"),
         ],
     );
+    // The tenant goes for the hub's Service (her Role may create and delete Services): she
+    // may not delete it, take its pods into a Service of hers, or publish them; afterwards
+    // the hub's name and cluster IP still reach the hub.
+    for (what, verb, object, rule) in [
+        ("delete the hub's Service", "delete", "apiVersion: v1\nkind: Service\nmetadata: {name: hub, namespace: tess-private}\n", "tenantActions"),
+        ("select the hub's pods", "create", "apiVersion: v1\nkind: Service\nmetadata: {name: alice-hub, namespace: tess-private}\nspec: {selector: {app: hub-stand-in}, ports: [{port: 8081}]}\n", "serviceSelector"),
+        ("publish her pods on every node", "create", "apiVersion: v1\nkind: Service\nmetadata: {name: alice-open, namespace: tess-private}\nspec: {type: NodePort, selector: {hubguard.dev/tenant: alice}, ports: [{port: 8081}]}\n", "serviceExposure"),
+    ] {
+        let out = node
+            .cluster
+            .kubectl_as(&alice, &[verb, "-f", "-"], Some(object));
+        let refusal = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "alice could {what}");
+        assert!(
+            refusal.contains("hubguard policy tess-private denied") && refusal.contains(&format!("[{rule}]")),
+            "{what}: {refusal}"
+        );
+    }
+    node.assert_probes(
+        "tess-private",
+        "alice-guaranteed",
+        &[("tcp:hub.tess-private:8081", "ok"), (&by_ip, "ok")],
+    );
 
     // Created before the webhook, never recorded by it: still no metadata endpoint.
     node.assert_probes("tess-private", "waiting-user", &[(METADATA, "EPERM")]);

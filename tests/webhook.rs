@@ -359,7 +359,7 @@ async fn subresources_ephemeral_containers_exec_and_delete() {
     assert_eq!(refused["allowed"], false);
     assert_eq!(refused["status"]["code"], 403);
     assert!(
-        message(&refused).contains("cannot confirm that pod tess-private/jupyter-bob"),
+        message(&refused).contains("cannot confirm that Pod tess-private/jupyter-bob"),
         "{refused}"
     );
 
@@ -377,41 +377,62 @@ async fn subresources_ephemeral_containers_exec_and_delete() {
         );
     }
 
-    let bad = manifest("tests/corpus/attack/privileged-pod.yaml");
-    let delete = ReviewRequest {
-        operation: "DELETE",
-        object: None,
-        old_object: Some(&bad),
-        ..create(&bad, ALICE)
-    };
-    assert_eq!(webhook.review("/validate", &delete).await["allowed"], true);
+    // A tenant deletes what is recorded as hers, not another's; the hub deletes anyone's.
+    let own = manifest("tests/corpus/attack/privileged-pod.yaml");
+    let bobs = manifest("tests/fixtures/e2e/bob-notebook.yaml");
+    fn delete<'a>(object: &'a Value, user: &'a str) -> ReviewRequest<'a> {
+        ReviewRequest {
+            operation: "DELETE",
+            object: None,
+            old_object: Some(object),
+            ..create(object, user)
+        }
+    }
+    assert_eq!(
+        webhook.review("/validate", &delete(&own, ALICE)).await["allowed"],
+        true
+    );
+    let refused = webhook.review("/validate", &delete(&bobs, ALICE)).await;
+    assert_eq!(refused["allowed"], false, "{refused}");
+    assert!(
+        message(&refused).contains("[tenantActions]")
+            && message(&refused).contains("it belongs to tenant bob"),
+        "{refused}"
+    );
+    assert_eq!(
+        webhook.review("/validate", &delete(&bobs, HUB)).await["allowed"],
+        true
+    );
 }
 
 #[tokio::test]
-async fn tenants_may_not_act_for_other_tenants() {
+async fn a_tenants_service_is_judged_and_deleted_by_her_only() {
     let webhook = Webhook::start(PRIVATE, &[]);
-    let impostor = manifest("tests/corpus/attack/tenant-label-mismatch.yaml");
-    let response = webhook.review("/validate", &create(&impostor, ALICE)).await;
-    assert_eq!(response["allowed"], false);
-    assert!(
-        message(&response).contains("[tenantLabel]"),
-        "{}",
-        message(&response)
+    let own = manifest("tests/corpus/pass/tenant-own-service.yaml");
+    let validated = webhook.review("/validate", &create(&own, ALICE)).await;
+    assert_eq!(validated["allowed"], true, "{validated}");
+    let hub_name = manifest("tests/corpus/attack/service-takes-hub-name.yaml");
+    let refused = webhook.review("/validate", &create(&hub_name, ALICE)).await;
+    assert_eq!(refused["allowed"], false);
+    assert!(message(&refused).contains("[serviceNames]"), "{refused}");
+    // The hub's own Service passes as the hub's.
+    assert_eq!(
+        webhook.review("/validate", &create(&hub_name, HUB)).await["allowed"],
+        true
     );
-
-    let home = manifest("tests/corpus/attack/other-tenants-home.yaml");
-    let response = webhook.review("/validate", &create(&home, ALICE)).await;
-    assert_eq!(response["allowed"], false);
-    assert!(
-        message(&response).contains("[tenantVolumes]"),
-        "{}",
-        message(&response)
-    );
-
-    let dask = manifest("tests/corpus/attack/daskcluster-privileged-worker.yaml");
-    let response = webhook.review("/validate", &create(&dask, ALICE)).await;
-    assert_eq!(response["allowed"], false);
-    assert!(message(&response).contains("denied this DaskCluster"));
+    // Her Service is hers to delete (its selector pins her tenant); the hub's is not.
+    let delete = |object| ReviewRequest {
+        operation: "DELETE",
+        object: None,
+        old_object: Some(object),
+        ..create(object, ALICE)
+    };
+    let deleted = webhook.review("/validate", &delete(&own)).await;
+    assert_eq!(deleted["allowed"], true, "{deleted}");
+    let hub = manifest("tests/corpus/attack/delete-hub-service.yaml");
+    let refused = webhook.review("/validate", &delete(&hub)).await;
+    assert_eq!(refused["allowed"], false);
+    assert!(message(&refused).contains("[tenantActions]"), "{refused}");
 }
 
 #[tokio::test]

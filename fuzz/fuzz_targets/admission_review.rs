@@ -27,14 +27,18 @@ fuzz_target!(|body: &[u8]| {
     let policy = policy();
     let _ = hubguard_webhook::admission::mutate(policy, &request);
     let _ = hubguard_webhook::admission::validate_object(policy, &request, None);
-    if let Some(tenant) = hubguard_webhook::admission::connect_tenant(policy, &request) {
-        let target = BTreeMap::from([("hubguard.dev/tenant".to_string(), "bob".to_string())]);
-        let _ = hubguard_webhook::admission::validate_connect(
+    let _ = hubguard_webhook::admission::validate_delete(policy, &request);
+    if hubguard_webhook::admission::connect_needs_target(policy, &request) {
+        let target = hubguard_webhook::admission::pod_metadata(BTreeMap::from([(
+            "hubguard.dev/tenant".to_string(),
+            "bob".to_string(),
+        )]));
+        let _ = hubguard_webhook::admission::validate_action(
             policy,
             &request,
-            "target",
-            &tenant,
-            Ok(target),
+            hubguard_policy::action::Action::Exec,
+            "Pod",
+            Ok(&target),
         );
     }
 });

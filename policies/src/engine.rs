@@ -1,18 +1,21 @@
 //! Judging an object: find its pod specs, decide class and tenant from the requester, run every
-//! check, and attach each finding's mode. Also computes the PSP-style defaults patch.
+//! check, and attach each finding's mode; the same for the Service specs it carries. Also
+//! computes the PSP-style defaults patch.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::checks::{Findings, CHECKS};
+use crate::action::{Action, ActionSubject};
+use crate::checks::{Findings, ACTION_CHECKS, CHECKS, SERVICE_CHECKS};
 use crate::classify::{PodClass, Standing, StringMap};
 use crate::defaults::Additions;
 use crate::identity::{self, Identity, Recorded, RequesterKind};
 use crate::model::Mode;
-use crate::objects::{layout, Layout, SpecSite};
+use crate::objects::{layout, walk, Layout, SpecSite};
 use crate::pod::{ClusterLookup, PodSubject};
 use crate::policy::{ClassPolicy, Policy, Requester};
+use crate::service::{service_site, ServiceSite, ServiceSubject};
 
 /// What an object is judged in the context of.
 #[derive(Debug, Clone, Copy, Default)]
@@ -174,6 +177,19 @@ impl Policy {
     /// run the mutating webhook); workloads and Dask resources are judged as the pods they will
     /// create, so with their class's defaults applied.
     pub fn review(&self, object: &Value, request: &Request<'_>) -> Result<Review, ObjectError> {
+        let (api_version, kind) = type_of(object)?;
+        let service = service_site(api_version, kind).filter(|_| self.services.is_some());
+        if let (Some(site), None) = (service, layout(api_version, kind)) {
+            if !self.governs(request.namespace) {
+                return Ok(Review {
+                    skipped: Some(Skip::Namespace),
+                    ..Review::default()
+                });
+            }
+            let mut review = Review::default();
+            self.judge_service(object, request, site, &mut review.violations);
+            return Ok(review);
+        }
         let layout = match self.governed_layout(object, request)? {
             Ok(layout) => layout,
             Err(skip) => {
@@ -238,6 +254,9 @@ impl Policy {
                 judge(&pod, cp, &mut review.violations);
             }
         }
+        if let Some(site) = service {
+            self.judge_service(object, request, site, &mut review.violations);
+        }
         // A finding on the object's own metadata is found once per pod template: say it once.
         if review.violations.len() > 1 {
             let mut seen = std::collections::HashSet::new();
@@ -246,6 +265,93 @@ impl Policy {
                 .retain(|v| seen.insert((v.rule, v.path.clone(), v.message.clone())));
         }
         Ok(review)
+    }
+
+    /// Judges an action on an existing object of `kind` named `name` by the action rules;
+    /// `target` is the object (at least its metadata), or why it could not be read.
+    pub fn review_action(
+        &self,
+        action: Action,
+        kind: &str,
+        name: &str,
+        target: Result<&Value, &str>,
+        request: &Request<'_>,
+    ) -> Review {
+        if !self.governs(request.namespace) {
+            return Review {
+                skipped: Some(Skip::Namespace),
+                ..Review::default()
+            };
+        }
+        let standing = self.standing(request.requester);
+        let class = crate::classify::classify(PodClass::Other, &standing);
+        let Some(class_policy) = self.class(class) else {
+            return Review::default();
+        };
+        let subject = ActionSubject {
+            action,
+            kind,
+            name,
+            namespace: request.namespace,
+            target,
+            class,
+            requester: RequesterKind::of(&standing, request.requester.is_some()),
+            requester_tenant: standing.tenant.as_deref(),
+            tenant_label_keys: &self.tenant_labels,
+        };
+        let mut findings = Findings::default();
+        for check in ACTION_CHECKS {
+            findings.start(check.id);
+            (check.evaluate)(&subject, &mut findings);
+        }
+        let mut review = Review::default();
+        review.violations = violations(findings, class_policy, class);
+        review
+    }
+
+    /// Runs the Service rules on the Service spec at `site`, in the mode of the class the
+    /// requester's pods would get (a Dask resource's: `dask`).
+    fn judge_service(
+        &self,
+        object: &Value,
+        request: &Request<'_>,
+        site: &ServiceSite,
+        violations: &mut Vec<Violation>,
+    ) {
+        let is_service = site.kind == "Service";
+        let spec = walk(object, site.base).unwrap_or(&Value::Null);
+        if spec.is_null() && !is_service {
+            return;
+        }
+        let standing = self.standing(request.requester);
+        let class = if is_service {
+            let labels = StringMap::of(object.get("metadata"), "labels");
+            identity::decide(labels, labels, None, &standing, &self.tenant_labels).class
+        } else {
+            PodClass::Dask
+        };
+        let (Some(class_policy), Some(reserved)) = (self.class(class), &self.services) else {
+            return;
+        };
+        let subject = ServiceSubject {
+            object,
+            spec,
+            base: site.base,
+            name: is_service
+                .then(|| object.pointer("/metadata/name").and_then(Value::as_str))
+                .flatten(),
+            namespace: request.namespace,
+            class,
+            requester: RequesterKind::of(&standing, request.requester.is_some()),
+            requester_tenant: standing.tenant.as_deref(),
+            reserved,
+        };
+        let mut findings = Findings::default();
+        for check in SERVICE_CHECKS {
+            findings.start(check.id);
+            (check.evaluate)(&subject, &mut findings);
+        }
+        violations.extend(self::violations(findings, class_policy, class));
     }
 
     /// The JSON patch `/mutate` returns: the identity hubguard decides, recorded on the pod
@@ -292,29 +398,32 @@ fn record_identity(
     meta_base: &str,
     identity: &Identity,
 ) {
-    let label = |key: &str| -> Vec<String> {
-        meta_base
-            .split('.')
-            .chain(["labels", key])
-            .map(str::to_string)
-            .collect()
-    };
     additions.set_if_missing(
         object,
-        label(identity::CLASS_LABEL),
+        label_path(meta_base, identity::CLASS_LABEL),
         Value::String(identity.class.as_str().to_string()),
     );
-    if let Some(tenant) = identity
-        .tenant
-        .as_deref()
-        .filter(|t| identity::is_label_value(t))
-    {
+    record_tenant(additions, object, meta_base, identity.tenant.as_deref());
+}
+
+/// Writes the tenant label where it is missing.
+fn record_tenant(additions: &mut Additions, object: &Value, meta_base: &str, tenant: Option<&str>) {
+    if let Some(tenant) = tenant.filter(|t| identity::is_label_value(t)) {
         additions.set_if_missing(
             object,
-            label(identity::TENANT_LABEL),
+            label_path(meta_base, identity::TENANT_LABEL),
             Value::String(tenant.to_string()),
         );
     }
+}
+
+/// The path of label `key` under the metadata at `meta_base`.
+fn label_path(meta_base: &str, key: &str) -> Vec<String> {
+    meta_base
+        .split('.')
+        .chain(["labels", key])
+        .map(str::to_string)
+        .collect()
 }
 
 fn judge(pod: &PodSubject<'_>, class: &ClassPolicy, violations: &mut Vec<Violation>) {
@@ -323,12 +432,21 @@ fn judge(pod: &PodSubject<'_>, class: &ClassPolicy, violations: &mut Vec<Violati
         findings.start(check.id);
         (check.evaluate)(pod, class, &mut findings);
     }
-    violations.extend(findings.into_vec().into_iter().map(|f| Violation {
-        rule: f.rule,
-        mode: class.mode_for(f.rule),
-        pod_class: pod.class,
-        path: f.path,
-        message: f.message,
-        fix: f.fix,
-    }));
+    violations.extend(self::violations(findings, class, pod.class));
+}
+
+/// The findings as violations, each in its rule's mode for `class`.
+fn violations(findings: Findings, policy: &ClassPolicy, class: PodClass) -> Vec<Violation> {
+    findings
+        .into_vec()
+        .into_iter()
+        .map(|f| Violation {
+            rule: f.rule,
+            mode: policy.mode_for(f.rule),
+            pod_class: class,
+            path: f.path,
+            message: f.message,
+            fix: f.fix,
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! The webhook and `hubguard check` call the same [`Policy::review`], so offline judgement and
 //! admission agree.
 
+pub mod action;
 pub mod bundles;
 pub mod checks;
 pub mod classify;
@@ -19,6 +20,7 @@ pub mod objects;
 pub mod pod;
 pub mod policy;
 pub mod quantity;
+pub mod service;
 pub mod validate;
 
 pub use classify::{PodClass, Standing};

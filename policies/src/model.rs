@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::scheduling::SchedulingRules;
 use crate::checks::secrets::SecretRules;
 use crate::checks::service_accounts::ServiceAccountRules;
+use crate::checks::service_names::ServiceRules;
 use crate::checks::untrusted_requesters::UntrustedRequesters;
 use crate::controls::Controls;
 use crate::egress::{EgressRule, NetworkSpec};
@@ -46,6 +47,10 @@ pub struct PolicySpec {
     pub tenancy: Tenancy,
     #[serde(default)]
     pub network: NetworkSpec,
+    /// Judge Services (and the scheduler Services of Dask resources) with the Service rules,
+    /// and the names the platform's clients trust. Without it, Services are not judged.
+    #[serde(default)]
+    pub services: Option<ServiceRules>,
     #[serde(default)]
     pub classes: Classes,
 }
@@ -78,7 +83,7 @@ pub struct Trust {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tenancy {
     /// Regular expressions over the requester's username with a named group `tenant`,
-    /// e.g. `^system:serviceaccount:[^:]+:user-(?P<tenant>[a-z0-9-]+)$`. The first match wins.
+    /// e.g. `^system:serviceaccount:tess-private:user-(?P<tenant>[a-z0-9-]+)$`. The first match wins.
     #[serde(default)]
     pub requester_patterns: Vec<String>,
     /// Label keys that carry an object's tenant (its escaped username), first present wins.

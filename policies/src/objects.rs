@@ -25,7 +25,7 @@ impl SpecSite {
     }
 }
 
-fn walk<'v>(object: &'v Value, dotted: &str) -> Option<&'v Value> {
+pub fn walk<'v>(object: &'v Value, dotted: &str) -> Option<&'v Value> {
     dotted.split('.').try_fold(object, |v, key| v.get(key))
 }
 

@@ -238,6 +238,8 @@ pub struct Policy {
     pub tenant_labels: Vec<String>,
     classes: [Option<ClassPolicy>; 4],
     pub network: NetworkSpec,
+    /// Where the policy judges Services: the Service names no tenant may take.
+    pub services: Option<crate::service::ReservedServices>,
 }
 
 /// The policy's tenant labels and hubguard's own record of the tenant, which every policy
@@ -313,6 +315,9 @@ impl Policy {
             errs.push("spec.tenancy.tenantLabels", "list at least one label key");
         }
         validate_network(&spec.network, "spec.network", &mut errs);
+        let reserved_patterns = spec.services.as_ref().map(|services| {
+            crate::checks::service_names::compile(services, "spec.services", &mut errs)
+        });
         let specs = [
             (PodClass::User, &spec.classes.user),
             (PodClass::Dask, &spec.classes.dask),
@@ -334,6 +339,13 @@ impl Policy {
         if !errs.is_empty() {
             return Err(errs.into_vec());
         }
+        let egress_targets = classes
+            .iter()
+            .flatten()
+            .flat_map(|class| &class.egress)
+            .filter_map(|rule| rule.to.service.as_deref()?.split_once('/'))
+            .map(|(namespace, name)| (namespace.to_string(), name.to_string()))
+            .collect();
         Ok(Policy {
             name: document.metadata.name.clone(),
             include: spec.namespaces.include.clone(),
@@ -344,6 +356,10 @@ impl Policy {
             tenant_labels: with_recorded_tenant(&spec.tenancy.tenant_labels),
             classes,
             network: spec.network.clone(),
+            services: reserved_patterns.map(|patterns| crate::service::ReservedServices {
+                patterns,
+                egress_targets,
+            }),
             document,
         })
     }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use hubguard_policy::action::Action;
 use hubguard_policy::pod::ClusterLookup;
 use hubguard_policy::{Mode, Policy, Request, Requester, Violation};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
@@ -71,8 +72,10 @@ pub enum Subject {
     /// Judge the object (CREATE, UPDATE, and pods/ephemeralcontainers).
     Object,
     /// Exec, attach or port-forward into a pod: the requester must be entitled to that pod.
-    PodConnect { pod: String },
-    /// Nothing hubguard judges (DELETE, status and other subresources).
+    PodConnect { pod: String, action: Action },
+    /// Deleting an object: the requester must be entitled to it.
+    Delete,
+    /// Nothing hubguard judges (status and other subresources).
     Pass,
 }
 
@@ -80,18 +83,17 @@ pub enum Subject {
 /// (`ephemeralcontainers`) or its resources (`resize`, in place).
 const JUDGED_SUBRESOURCES: &[&str] = &["ephemeralcontainers", "resize"];
 
-/// Subresources through which a requester reaches into a running pod.
-const CONNECT_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
-
 pub fn subject(request: &AdmissionRequest<RawObject>) -> Subject {
     let sub = request.sub_resource.as_deref();
     let is_pods = request.resource.group.is_empty() && request.resource.resource == "pods";
+    // The subresources through which a requester reaches into a running pod.
+    let connect = sub.and_then(Action::of_subresource);
     match request.operation {
-        Operation::Connect if is_pods && sub.is_some_and(|s| CONNECT_SUBRESOURCES.contains(&s)) => {
-            Subject::PodConnect {
-                pod: request.name.clone(),
-            }
-        }
+        Operation::Connect if is_pods && connect.is_some() => Subject::PodConnect {
+            pod: request.name.clone(),
+            action: connect.unwrap_or(Action::Exec),
+        },
+        Operation::Delete if sub.is_none() => Subject::Delete,
         Operation::Create | Operation::Update
             if sub.is_none()
                 || (is_pods && sub.is_some_and(|s| JUDGED_SUBRESOURCES.contains(&s))) =>
@@ -203,59 +205,52 @@ fn respond(
     }
 }
 
-/// For exec, attach and port-forward: the tenant the target pod must belong to, or `None`
-/// when there is nothing to check (a namespace hubguard does not govern, a requester who is
-/// no tenant: trusted requesters and people are left to RBAC).
-pub fn connect_tenant(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Option<String> {
-    if !policy.governs(request.namespace.as_deref().unwrap_or("")) {
-        return None;
-    }
-    policy.standing(Some(&requester(request))).tenant
+/// For exec, attach and port-forward: whether the target pod must be looked up, that is
+/// whether the requester is a tenant in a governed namespace (trusted requesters and people
+/// are left to RBAC, and decided without it).
+pub fn connect_needs_target(policy: &Policy, request: &AdmissionRequest<RawObject>) -> bool {
+    policy.governs(request.namespace.as_deref().unwrap_or(""))
+        && policy.standing(Some(&requester(request))).tenant.is_some()
 }
 
-/// `/validate` for exec, attach and port-forward by `tenant` (from `connect_tenant`).
-/// `target` holds the pod's labels, or why they could not be read; a tenant may reach only
-/// pods labelled for that tenant.
-pub fn validate_connect(
+/// `/validate` for an action on an existing object of `kind` named `name`: a DELETE (the
+/// object as the request carries it) or exec, attach and port-forward (the pod's labels,
+/// looked up, or why they could not be).
+pub fn validate_action(
     policy: &Policy,
     request: &AdmissionRequest<RawObject>,
-    pod: &str,
-    tenant: &str,
-    target: Result<BTreeMap<String, String>, String>,
+    action: Action,
+    kind: &str,
+    target: Result<&serde_json::Value, &str>,
 ) -> Outcome {
-    let namespace = request.namespace.as_deref().unwrap_or("");
-    let action = request.sub_resource.as_deref().unwrap_or("connect");
-    let refusal = match target {
-        Err(why) => format!(
-            "hubguard cannot confirm that pod {namespace}/{pod} belongs to tenant {tenant} \
-             ({why}), so {action} is refused"
-        ),
-        Ok(labels) => {
-            let owner = policy
-                .tenant_labels
-                .iter()
-                .find_map(|key| labels.get(key).map(|v| (key, v)));
-            match owner {
-                Some((_, owner)) if owner == tenant => return Outcome::allow(request),
-                Some((key, owner)) => format!(
-                    "hubguard policy {} denied {action} into pod {namespace}/{pod}: \
-                     it belongs to tenant {owner} ({key}), not to {tenant}",
-                    policy.name
-                ),
-                None => format!(
-                    "hubguard policy {} denied {action} into pod {namespace}/{pod}: \
-                     it carries no tenant label, and tenant {tenant} may only reach its own pods",
-                    policy.name
-                ),
-            }
-        }
-    };
-    Outcome {
-        response: forbid(AdmissionResponse::from(request), refusal),
-        decision: Decision::Denied,
-        violations: Vec::new(),
-        dry_run: request.dry_run,
-    }
+    let requester = requester(request);
+    let review = policy.review_action(
+        action,
+        kind,
+        &request.name,
+        target,
+        &Request {
+            namespace: request.namespace.as_deref().unwrap_or(""),
+            requester: Some(&requester),
+            cluster: None,
+        },
+    );
+    respond(policy, kind, request, review.violations)
+}
+
+/// `/validate` for a DELETE: judged on the object being deleted (the request's old object).
+pub fn validate_delete(policy: &Policy, request: &AdmissionRequest<RawObject>) -> Outcome {
+    let old = request.old_object.as_ref();
+    let kind = old
+        .and_then(RawObject::kind)
+        .unwrap_or(request.kind.kind.as_str());
+    let target = old.map(|o| &o.value).ok_or("the request carries no object");
+    validate_action(policy, request, Action::Delete, kind, target)
+}
+
+/// A looked-up pod's labels as the object the action rules read.
+pub fn pod_metadata(labels: BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::json!({ "metadata": { "labels": labels } })
 }
 
 /// `/mutate`: the PSP-style defaults of the pod's class, for classes that mutate. Never

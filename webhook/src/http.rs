@@ -182,17 +182,23 @@ async fn decide(
                     admission::validate_object(policy, request, cluster.as_ref())
                 }))
             }
-            Subject::PodConnect { pod } => {
+            Subject::PodConnect { pod, action } => {
                 // Only a tenant's request needs the pod; everyone else is decided without it.
-                let Some(tenant) = admission::connect_tenant(policy, request) else {
+                if !admission::connect_needs_target(policy, request) {
                     return Ok(Outcome::allow(request));
-                };
+                }
                 let namespace = request.namespace.as_deref().unwrap_or("");
-                let target = state.pods.labels(namespace, &pod).await;
+                let target = state
+                    .pods
+                    .labels(namespace, &pod)
+                    .await
+                    .map(admission::pod_metadata);
                 guarded(Box::new(|| {
-                    admission::validate_connect(policy, request, &pod, &tenant, target)
+                    let target = target.as_ref().map_err(String::as_str);
+                    admission::validate_action(policy, request, action, "Pod", target)
                 }))
             }
+            Subject::Delete => guarded(Box::new(|| admission::validate_delete(policy, request))),
         },
     }
 }
@@ -210,14 +216,16 @@ fn operation(request: &AdmissionRequest<RawObject>) -> &'static str {
 /// The kind label: a kind hubguard knows, or "other", so that forged reviews cannot add
 /// label values.
 fn kind_label(request: &AdmissionRequest<RawObject>) -> &'static str {
-    const CONNECT_KINDS: &[&str] = &[
+    const OTHER_KINDS: &[&str] = &[
         "PodExecOptions",
         "PodAttachOptions",
         "PodPortForwardOptions",
+        "Service",
+        "PersistentVolumeClaim",
     ];
     let kind = request.kind.kind.as_str();
     layout_kinds()
-        .chain(CONNECT_KINDS.iter().copied())
+        .chain(OTHER_KINDS.iter().copied())
         .find(|k| *k == kind)
         .unwrap_or("other")
 }

@@ -4,12 +4,16 @@
 //! PodSecurityPolicy defaulted its field, that default (the webhook's mutate path). Adding a
 //! rule is adding a file, a line in [`CHECKS`], and the field that names its settings in the
 //! policy schema (`Controls` or `ClassSpec`); a test fails when a registered rule has no case
-//! table or no corpus attack.
+//! table or no corpus attack. Rules on the Services an object asks for, and on actions on
+//! existing objects (delete, exec), are registered the same way, in [`SERVICE_CHECKS`] and
+//! [`ACTION_CHECKS`].
 
+use crate::action::ActionSubject;
 use crate::controls::Controls;
 use crate::defaults::PodDefault;
 use crate::pod::{ContainerView, PodSubject};
 use crate::policy::ClassPolicy;
+use crate::service::ServiceSubject;
 use crate::validate::FieldErrors;
 
 mod apparmor;
@@ -42,9 +46,13 @@ mod seccomp;
 pub mod secrets;
 pub(crate) mod selinux;
 pub mod service_accounts;
+mod service_exposure;
+pub mod service_names;
+mod service_selector;
 mod supplemental_groups;
 pub(crate) mod support;
 mod sysctls;
+pub(crate) mod tenant_actions;
 mod tenant_label;
 mod tenant_volumes;
 pub mod untrusted_requesters;
@@ -185,8 +193,41 @@ pub fn class_defaults(class: &ClassPolicy) -> Vec<PodDefault> {
     out
 }
 
+/// A rule on a Service spec: a Service's own, or the one a Dask resource asks the operator
+/// for. Its mode is the mode of the class the requester's pods would get.
+pub struct ServiceCheck {
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub evaluate: fn(&ServiceSubject<'_>, &mut Findings),
+}
+
+pub static SERVICE_CHECKS: &[ServiceCheck] = &[
+    service_exposure::CHECK,
+    service_selector::CHECK,
+    service_names::CHECK,
+];
+
+/// A rule on an action on an existing object (delete, exec, attach, port-forward). Its mode
+/// is the mode of the class the requester's pods would get.
+pub struct ActionCheck {
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub evaluate: fn(&ActionSubject<'_>, &mut Findings),
+}
+
+pub static ACTION_CHECKS: &[ActionCheck] = &[tenant_actions::CHECK];
+
+/// Every rule's id and summary: the pod rules, the Service rules, the action rules.
+pub fn rules() -> impl Iterator<Item = (&'static str, &'static str)> {
+    CHECKS
+        .iter()
+        .map(|c| (c.id, c.summary))
+        .chain(SERVICE_CHECKS.iter().map(|c| (c.id, c.summary)))
+        .chain(ACTION_CHECKS.iter().map(|c| (c.id, c.summary)))
+}
+
 pub fn rule_ids() -> impl Iterator<Item = &'static str> {
-    CHECKS.iter().map(|c| c.id)
+    rules().map(|(id, _)| id)
 }
 
 pub fn is_rule_id(id: &str) -> bool {

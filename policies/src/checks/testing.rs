@@ -122,18 +122,21 @@ fn evaluate(check: &Check, case: &Case, spec_json: Value) -> Vec<super::Finding>
 
 pub fn run(check: &Check, cases: &[Case]) {
     for case in cases {
-        let found = findings(check, case);
-        let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, case.expect, "{}: case '{}'", check.id, case.name);
-        for f in &found {
-            assert!(
-                !f.message.is_empty() && !f.fix.is_empty(),
-                "{}: case '{}': every finding says what is wrong and how to fix it",
-                check.id,
-                case.name
-            );
-            assert_eq!(f.rule, check.id);
-        }
+        assert_found(check.id, case.name, &findings(check, case), case.expect);
+    }
+}
+
+/// The findings are at the expected paths, each says what and how to fix it, and each is the
+/// rule's own.
+fn assert_found(rule: &str, case: &str, found: &[super::Finding], expect: &[&str]) {
+    let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, expect, "{rule}: case '{case}'");
+    for f in found {
+        assert!(
+            !f.message.is_empty() && !f.fix.is_empty(),
+            "{rule}: case '{case}': every finding says what is wrong and how to fix it"
+        );
+        assert_eq!(f.rule, rule);
     }
 }
 
@@ -175,5 +178,127 @@ pub fn run_defaults(check: &Check, cases: &[DefaultCase]) {
             check.id,
             case.name
         );
+    }
+}
+
+pub struct ServiceCase {
+    pub name: &'static str,
+    /// YAML of the Service spec.
+    pub spec: &'static str,
+    /// Where the spec is: `spec` for a Service, `spec.scheduler.service` for a DaskCluster.
+    pub base: &'static str,
+    /// The Service's own name (`None` for a Dask resource's scheduler Service).
+    pub name_of_service: Option<&'static str>,
+    pub namespace: &'static str,
+    /// The tenant the requester acts for (which makes the requester a tenant).
+    pub requester_tenant: Option<&'static str>,
+    /// Who asks, when not a tenant (`Unknown` is `hubguard check` without `--as`).
+    pub requester: RequesterKind,
+    /// The paths of the expected findings, in order.
+    pub expect: &'static [&'static str],
+}
+
+/// The cases' policy reserves what tess-private's does: the hub's API by an egress rule, the
+/// proxy's and the gateway's names by pattern.
+pub const SERVICE_CASE: ServiceCase = ServiceCase {
+    name: "",
+    spec: "{}",
+    base: "spec",
+    name_of_service: Some("viewer"),
+    namespace: "tess-private",
+    requester_tenant: None,
+    requester: RequesterKind::Unknown,
+    expect: &[],
+};
+
+pub fn run_service(check: &super::ServiceCheck, cases: &[ServiceCase]) {
+    let reserved = crate::service::ReservedServices {
+        patterns: vec![
+            regex::Regex::new("^(proxy-api|proxy-public)$").unwrap(),
+            regex::Regex::new("-dask-gateway$").unwrap(),
+        ],
+        egress_targets: vec![("tess-private".into(), "hub".into())],
+    };
+    for case in cases {
+        let spec = yaml_json(case.spec);
+        let object = serde_json::json!({"metadata": {"name": case.name_of_service}});
+        let requester = match (case.requester_tenant, case.requester) {
+            (Some(_), _) => RequesterKind::Tenant,
+            (None, kind) => kind,
+        };
+        let service = crate::service::ServiceSubject {
+            object: &object,
+            spec: &spec,
+            base: case.base,
+            name: case.name_of_service,
+            namespace: case.namespace,
+            class: PodClass::User,
+            requester,
+            requester_tenant: case.requester_tenant,
+            reserved: &reserved,
+        };
+        let mut out = Findings::default();
+        out.start(check.id);
+        (check.evaluate)(&service, &mut out);
+        assert_found(check.id, case.name, &out.into_vec(), case.expect);
+    }
+}
+
+pub struct ActionCase {
+    pub name: &'static str,
+    pub action: crate::action::Action,
+    pub kind: &'static str,
+    /// YAML of the target's labels.
+    pub labels: &'static str,
+    /// YAML of the target's `spec.selector` (a Service's).
+    pub selector: &'static str,
+    /// Why the target could not be read, instead of its labels.
+    pub unreadable: Option<&'static str>,
+    pub requester_tenant: Option<&'static str>,
+    pub requester: RequesterKind,
+    pub expect: &'static [&'static str],
+}
+
+pub const ACTION_CASE: ActionCase = ActionCase {
+    name: "",
+    action: crate::action::Action::Delete,
+    kind: "Pod",
+    labels: "{}",
+    selector: "null",
+    unreadable: None,
+    requester_tenant: None,
+    requester: RequesterKind::Unknown,
+    expect: &[],
+};
+
+pub fn run_action(check: &super::ActionCheck, cases: &[ActionCase]) {
+    let keys = [
+        "hub.jupyter.org/username".to_string(),
+        crate::identity::TENANT_LABEL.to_string(),
+    ];
+    for case in cases {
+        let object = serde_json::json!({
+            "metadata": {"labels": yaml_json(case.labels)},
+            "spec": {"selector": yaml_json(case.selector)},
+        });
+        let requester = match (case.requester_tenant, case.requester) {
+            (Some(_), _) => RequesterKind::Tenant,
+            (None, kind) => kind,
+        };
+        let subject = crate::action::ActionSubject {
+            action: case.action,
+            kind: case.kind,
+            name: "target",
+            namespace: "tess-private",
+            target: case.unreadable.map_or(Ok(&object), Err),
+            class: PodClass::User,
+            requester,
+            requester_tenant: case.requester_tenant,
+            tenant_label_keys: &keys,
+        };
+        let mut out = Findings::default();
+        out.start(check.id);
+        (check.evaluate)(&subject, &mut out);
+        assert_found(check.id, case.name, &out.into_vec(), case.expect);
     }
 }

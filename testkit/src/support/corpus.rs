@@ -12,6 +12,9 @@ pub struct Header {
     pub no_mutations: bool,
     /// How many violations a one-rule attack makes (one unless `# findings: N` says more).
     pub findings: usize,
+    /// `# action: delete` (or exec, attach, port-forward): the objects are judged as that
+    /// action's targets (`hubguard check --action`), not as creates.
+    pub action: Option<String>,
 }
 
 pub fn header(path: &Path) -> Header {
@@ -24,6 +27,7 @@ pub fn header(path: &Path) -> Header {
         fix: None,
         no_mutations: false,
         findings: 1,
+        action: None,
     };
     for line in text.lines().take_while(|l| l.starts_with('#')) {
         let Some((key, value)) = line.trim_start_matches('#').trim().split_once(": ") else {
@@ -43,6 +47,7 @@ pub fn header(path: &Path) -> Header {
             "fix" => h.fix = Some(value.to_string()),
             "mutations" => h.no_mutations = value == "none",
             "findings" => h.findings = value.parse().expect("# findings: a number"),
+            "action" => h.action = Some(value.to_string()),
             _ => {}
         }
     }
