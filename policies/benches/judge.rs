@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
+use hubguard_policy::action::Action;
 use hubguard_policy::engine::Request;
 use hubguard_policy::{Policy, Requester, PRESETS};
 
@@ -16,6 +17,7 @@ use hubguard_policy::{Policy, Requester, PRESETS};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const POD: &str = include_str!("../../tests/corpus/pass/z2jh-user-pod-hardened.yaml");
+const SERVICE: &str = include_str!("../../tests/corpus/pass/tenant-own-service.yaml");
 
 struct Setup {
     policy: Policy,
@@ -111,6 +113,41 @@ fn summary(s: &Setup) {
         review.as_secs_f64() * 1e6,
         parse.as_secs_f64() * 1e6,
         review.as_secs_f64() / parse.as_secs_f64()
+    );
+    // What the Service and action rules add per review they see: a tenant's Service create,
+    // and a tenant's DELETE of her pod (the webhook's other work per review is the same).
+    let alice = Requester::authenticated(
+        "system:serviceaccount:tess-private:user-alice".into(),
+        Vec::new(),
+    );
+    let as_alice = Request {
+        requester: Some(&alice),
+        ..request
+    };
+    let service: serde_json::Value = serde_norway::from_str(SERVICE).expect("service parses");
+    assert!(s.policy.review(&service, &as_alice).unwrap().allowed());
+    let service_review = per_call(
+        || drop(black_box(s.policy.review(black_box(&service), &as_alice))),
+        count,
+    );
+    let delete = per_call(
+        || {
+            drop(black_box(s.policy.review_action(
+                Action::Delete,
+                "Pod",
+                "jupyter-alice",
+                Ok(black_box(&s.pod)),
+                &as_alice,
+            )))
+        },
+        count,
+    );
+    println!(
+        "summary: a tenant's Service {:.2} µs ({:.2}x the pod's parse); a tenant's pod DELETE {:.2} µs ({:.2}x)",
+        service_review.as_secs_f64() * 1e6,
+        service_review.as_secs_f64() / parse.as_secs_f64(),
+        delete.as_secs_f64() * 1e6,
+        delete.as_secs_f64() / parse.as_secs_f64()
     );
 }
 
