@@ -304,9 +304,10 @@ impl Policy {
             findings.start(check.id);
             (check.evaluate)(&subject, &mut findings);
         }
-        let mut review = Review::default();
-        review.violations = violations(findings, class_policy, class);
-        review
+        Review {
+            violations: violations(findings, class_policy, class),
+            ..Review::default()
+        }
     }
 
     /// Runs the Service rules on the Service spec at `site`, in the mode of the class the
