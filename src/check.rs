@@ -183,11 +183,17 @@ pub fn run(
             cluster: cluster.as_ref(),
         };
         match policy.review(&object, &request) {
-            Ok(review) => judged.push(Judged {
-                manifest,
-                patch,
-                review,
-            }),
+            Ok(review) => {
+                let hint = (requester.is_none() && !review.allowed())
+                    .then(|| requester_hint(&policy, &manifest, &ns))
+                    .flatten();
+                judged.push(Judged {
+                    manifest,
+                    patch,
+                    review,
+                    hint,
+                })
+            }
             Err(e) => errors.push(place(&manifest, &e)),
         }
     }
@@ -235,13 +241,55 @@ fn act(
             cluster: None,
         };
         let review = policy.review_action(action, kind, name, Ok(object), &request);
+        let hint = requester.is_none().then(|| {
+            format!(
+                "no --as: {} is judged for tenants only; pass --as with the requester",
+                action.as_str()
+            )
+        });
         judged.push(Judged {
             manifest,
             patch: None,
             review,
+            hint,
         });
     }
     report(policy, output, &judged, namespace)
+}
+
+/// For an object denied with no `--as`: whether the policy's first trusted requester would
+/// have it admitted, in which case the decision turns on who creates it and the fixes point
+/// elsewhere.
+fn requester_hint(policy: &Policy, manifest: &Manifest, namespace: &str) -> Option<String> {
+    let trust = &policy.document.spec.trust;
+    let (name, trusted) = match (trust.requesters.first(), trust.groups.first()) {
+        (Some(user), _) => (
+            user.clone(),
+            Requester::authenticated(user.clone(), Vec::new()),
+        ),
+        (None, Some(group)) => (
+            format!("a member of {group}"),
+            Requester {
+                username: "hubguard-check".into(),
+                groups: vec![group.clone()],
+            },
+        ),
+        (None, None) => return None,
+    };
+    let request = Request {
+        namespace,
+        requester: Some(&trusted),
+        cluster: None,
+    };
+    let (_, object) = mutated(policy, manifest, &request).ok()?;
+    let allowed = policy.review(&object, &request).ok()?.allowed();
+    allowed.then(|| {
+        format!(
+            "judged with no --as, as a requester neither trusted nor a tenant; as {name} \
+             (trusted) it is allowed: the decision turns on who creates it, so check again \
+             with --as that requester"
+        )
+    })
 }
 
 fn report(policy: &Policy, output: Output, judged: &[Judged], namespace: &str) -> ExitCode {

@@ -11,6 +11,9 @@ pub struct Judged {
     /// The defaults /mutate would set, already applied before the review.
     pub patch: Option<json_patch::Patch>,
     pub review: Review,
+    /// What the reader should know about how it was judged (no `--as`, and the decision
+    /// turns on the requester).
+    pub hint: Option<String>,
 }
 
 impl Judged {
@@ -48,6 +51,8 @@ struct JsonObject<'a> {
     pods: Vec<JsonPod<'a>>,
     mutations: &'a [json_patch::PatchOperation],
     violations: Vec<JsonViolation<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -113,6 +118,7 @@ pub fn json(policy: &Policy, judged: &[Judged], namespace: &str) -> String {
                         fix: &v.fix,
                     })
                     .collect(),
+                hint: j.hint.as_deref(),
             }
         })
         .collect();
@@ -172,6 +178,9 @@ pub fn text(judged: &[Judged], namespace: &str) -> String {
             let _ = writeln!(out, "  [{verb}] {}: {}", v.rule, v.path);
             let _ = writeln!(out, "      {}", v.message);
             let _ = writeln!(out, "      fix: {}", v.fix);
+        }
+        if let Some(hint) = &j.hint {
+            let _ = writeln!(out, "  note: {hint}");
         }
         if let Some(patch) = &j.patch {
             let _ = writeln!(out, "  defaults set by mutation before judging:");

@@ -208,3 +208,50 @@ fn every_rule_is_documented() {
         );
     }
 }
+
+/// Without --as nothing is trusted: where the decision turns on the requester, the report
+/// says so and names the requester to check as, instead of leaving only fixes that point
+/// elsewhere. With --as, or where no requester would change it, no note.
+#[test]
+fn a_decision_that_turns_on_the_requester_says_so_without_as() {
+    let platform = "tests/corpus/pass/z2jh-hub-and-proxy.yaml";
+    let out = hubguard(
+        &["check", "--policy", PRIVATE, "-o", "json", platform],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hint = report["objects"][0]["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains("as system:serviceaccount:tess-private:hub (trusted) it is allowed")
+            && hint.contains("--as"),
+        "{report:#}"
+    );
+    let as_admin = hubguard(
+        &[
+            "check",
+            "--policy",
+            PRIVATE,
+            "--as",
+            "admin",
+            "--as-group",
+            "system:masters",
+            platform,
+        ],
+        None,
+    );
+    assert_eq!(
+        as_admin.status.code(),
+        Some(0),
+        "{}",
+        text(&as_admin.stdout)
+    );
+    assert!(!text(&as_admin.stdout).contains("note:"));
+    let privileged = hubguard(&["check", "--policy", PRIVATE, BAD], None);
+    assert_eq!(privileged.status.code(), Some(1));
+    assert!(
+        !text(&privileged.stdout).contains("note:"),
+        "privileged is refused whoever asks: {}",
+        text(&privileged.stdout)
+    );
+}
