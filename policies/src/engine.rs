@@ -359,7 +359,8 @@ impl Policy {
     /// and on every pod template (workloads, Dask resources), and, on pods of classes that
     /// mutate, the PSP-style defaults. Workloads' pods get their defaults when they are created.
     /// Computed against the object as it is: nothing is copied, and nothing is allocated for
-    /// the defaults a pod already has.
+    /// the defaults a pod already has. Never for a ReplicaSet, which the chart does not send
+    /// to `/mutate` (the deployment controller compares templates; `templateRecord`).
     pub fn defaults_patch(
         &self,
         object: &Value,
@@ -368,6 +369,9 @@ impl Policy {
         let Ok(layout) = self.governed_layout(object, request)? else {
             return Ok(None);
         };
+        if layout.kind == "ReplicaSet" {
+            return Ok(None);
+        }
         let standing = self.standing(request.requester);
         let mut additions = Additions::default();
         for site in layout.sites {

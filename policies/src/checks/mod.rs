@@ -52,6 +52,7 @@ mod service_selector;
 mod supplemental_groups;
 pub(crate) mod support;
 mod sysctls;
+mod template_record;
 pub(crate) mod tenant_actions;
 mod tenant_label;
 mod tenant_volumes;
@@ -149,6 +150,7 @@ pub static CHECKS: &[Check] = &[
     host_probes::CHECK,
     untrusted_requesters::CHECK,
     recorded_identity::CHECK,
+    template_record::CHECK,
     tenant_label::CHECK,
     platform_labels::CHECK,
     service_accounts::CHECK,
