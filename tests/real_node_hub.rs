@@ -16,8 +16,9 @@ use crate::support::upstream::{node_packages, python};
 use crate::support::{binary, root, TempDir};
 
 /// `tests/upstream/hub_user.py` on `request`, run in the node's network namespace (where the
-/// proxy's Service is reached as a browser beside the cluster would reach it).
-fn as_user(node: &Node, request: &Value) -> Result<Value, String> {
+/// proxy's Service is reached as a browser beside the cluster would reach it). A flow that
+/// fails panics with the hub's logs and the agent's denials in `namespace`.
+fn as_user(node: &Node, namespace: &str, request: &Value) -> Value {
     let python = python();
     let script = root().join("tests/upstream/hub_user.py");
     let mut child = node
@@ -30,11 +31,46 @@ fn as_user(node: &Node, request: &Value) -> Result<Value, String> {
         .expect("starting hub_user.py");
     serde_json::to_writer(child.stdin.take().unwrap(), request).unwrap();
     let out = child.wait_with_output().unwrap();
+    let failed = |why: String| -> ! {
+        panic!(
+            "the flow of {request}: {why}\n{}\nagent denials: {:#?}",
+            logs(node, namespace),
+            crate::real_node_dask::agent_denials(node, namespace)
+        )
+    };
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        failed(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_else(|e| failed(format!("{e}: {}", String::from_utf8_lossy(&out.stdout))))
+}
+
+/// What cell `cell` of a flow printed; it must have raised nothing.
+fn cell_output(node: &Node, namespace: &str, answer: &Value, cell: usize) -> String {
+    let out = &answer["outputs"][cell];
+    assert_eq!(
+        out["error"],
+        Value::Null,
+        "{answer}\n{}",
+        logs(node, namespace)
+    );
+    out["stdout"].as_str().unwrap().trim().to_string()
+}
+
+/// The users' flow since `drops_before` was neither dropped by NetworkPolicy nor refused by
+/// the agent (the route probes of starting Dask processes included: a UDP connect() sends
+/// nothing; the packet layer judges what is sent).
+fn assert_happy_path(node: &Node, namespace: &str, drops_before: u64) {
+    assert_eq!(
+        node.cluster.network_policy_drops() - drops_before,
+        0,
+        "NetworkPolicy dropped packets of the users' flow"
+    );
+    let denials = crate::real_node_dask::agent_denials(node, namespace);
+    assert!(
+        denials.is_empty(),
+        "the agent refused the users' flow: {denials:#?}"
+    );
 }
 
 const NAMESPACE: &str = TESS_PRIVATE.namespace;
@@ -162,26 +198,11 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
     let user = |name: &str, cells: &[&str], stop: bool| {
         as_user(
             &node,
+            NAMESPACE,
             &json!({"hub": hub, "user": name, "password": PASSWORD, "cells": cells, "stop": stop}),
         )
-        .unwrap_or_else(|e| {
-            panic!(
-                "{name}'s flow: {e}\n{}\nagent denials: {:#?}",
-                logs(&node, NAMESPACE),
-                crate::real_node_dask::agent_denials(&node, NAMESPACE)
-            )
-        })
     };
-    let output = |answer: &Value, cell: usize| -> String {
-        let out = &answer["outputs"][cell];
-        assert_eq!(
-            out["error"],
-            Value::Null,
-            "{answer}\n{}",
-            logs(&node, NAMESPACE)
-        );
-        out["stdout"].as_str().unwrap().trim().to_string()
-    };
+    let output = |answer: &Value, cell: usize| cell_output(&node, NAMESPACE, answer, cell);
 
     // Bob logs in, starts a Dask cluster and leaves it running.
     let drops_before = node.cluster.network_policy_drops();
@@ -214,18 +235,7 @@ fn users_log_in_spawn_and_compute_with_dask_through_the_hubs_proxy() {
     // The gateway lists her own cluster only, and none once she shut it down.
     assert_eq!(result["listed"], json!([result["cluster"]]), "{result}");
     assert_eq!(output(&alice, 2), "[]");
-    assert_eq!(
-        node.cluster.network_policy_drops() - drops_before,
-        0,
-        "NetworkPolicy dropped packets of the users' flow"
-    );
-    // The agent refused nothing of the flow, the route probes of starting Dask processes
-    // included (a UDP connect() sends nothing; the packet layer judges what is sent).
-    let denials = crate::real_node_dask::agent_denials(&node, NAMESPACE);
-    assert!(
-        denials.is_empty(),
-        "the agent refused the users' flow: {denials:#?}"
-    );
+    assert_happy_path(&node, NAMESPACE, drops_before);
     eprintln!("the users' flow: no agent denial, no NetworkPolicy drop");
 
     // Their servers and clusters are their own pods, recorded as theirs.
@@ -388,26 +398,11 @@ fn visitors_of_tess_public_compute_and_their_idle_servers_are_culled() {
     let visit = |cells: &[&str], stop: bool| {
         as_user(
             &node,
+            PUBLIC,
             &json!({"hub": hub, "login": "tmp", "cells": cells, "stop": stop}),
         )
-        .unwrap_or_else(|e| {
-            panic!(
-                "a visitor's flow: {e}\n{}\nagent denials: {:#?}",
-                logs(&node, PUBLIC),
-                crate::real_node_dask::agent_denials(&node, PUBLIC)
-            )
-        })
     };
-    let output = |answer: &Value, cell: usize| -> String {
-        let out = &answer["outputs"][cell];
-        assert_eq!(
-            out["error"],
-            Value::Null,
-            "{answer}\n{}",
-            logs(&node, PUBLIC)
-        );
-        out["stdout"].as_str().unwrap().trim().to_string()
-    };
+    let output = |answer: &Value, cell: usize| cell_output(&node, PUBLIC, answer, cell);
 
     // A visitor is logged straight in as a fresh user, opens JupyterLab, computes locally,
     // and walks away without stopping the server.
@@ -426,16 +421,7 @@ fn visitors_of_tess_public_compute_and_their_idle_servers_are_culled() {
     let result: Value = serde_json::from_str(&output(&first, 1)).unwrap();
     assert_eq!(result["workers"], 2, "{result}");
     assert!(result["matmul"].as_f64().unwrap() > 0.0, "{result}");
-    assert_eq!(
-        node.cluster.network_policy_drops() - drops_before,
-        0,
-        "NetworkPolicy dropped packets of the visitor's flow"
-    );
-    let denials = crate::real_node_dask::agent_denials(&node, PUBLIC);
-    assert!(
-        denials.is_empty(),
-        "the agent refused the visitor's flow: {denials:#?}"
-    );
+    assert_happy_path(&node, PUBLIC, drops_before);
     let first_pod = user_pod(&node, PUBLIC, &visitor);
     assert_eq!(
         node.pod_field(

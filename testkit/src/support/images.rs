@@ -166,23 +166,7 @@ impl Image {
             .iter()
             .filter(|entry| written.insert(entry.image_path.as_str()))
         {
-            let mut parent = Path::new(&entry.image_path).parent();
-            let mut missing = Vec::new();
-            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
-                if directories.insert(dir.to_path_buf()) {
-                    missing.push(dir.to_path_buf());
-                }
-                parent = dir.parent();
-            }
-            for dir in missing.into_iter().rev() {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_size(0);
-                builder
-                    .append_data(&mut header, &dir, std::io::empty())
-                    .map_err(io(format!("adding {} to {}", dir.display(), self.name)))?;
-            }
+            self.append_parents(&mut builder, &mut directories, Path::new(&entry.image_path))?;
             match &entry.source {
                 // Plain entries with the file's bytes: the tar crate writes GNU sparse entries
                 // for sparse files, which containerd's unpacker refuses.
@@ -217,43 +201,51 @@ impl Image {
                 .map_err(io(format!("adding the link {path} to {}", self.name)))?;
         }
         for (path, uid, gid) in &self.owned_directories {
-            let mut parent = Path::new(path).parent();
-            let mut missing = Vec::new();
-            while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
-                if directories.insert(dir.to_path_buf()) {
-                    missing.push(dir.to_path_buf());
-                }
-                parent = dir.parent();
-            }
-            let owned = (Path::new(path).to_path_buf(), *uid, *gid);
-            for (dir, uid, gid) in missing
-                .into_iter()
-                .rev()
-                .map(|dir| (dir, 0, 0))
-                .chain([owned])
-            {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_uid(uid);
-                header.set_gid(gid);
-                header.set_size(0);
-                builder
-                    .append_data(&mut header, &dir, std::io::empty())
-                    .map_err(io(format!("adding {} to {}", dir.display(), self.name)))?;
-            }
+            self.append_parents(&mut builder, &mut directories, Path::new(path))?;
+            self.append_directory(&mut builder, Path::new(path), 0o755, (*uid, *gid))?;
         }
         // /tmp for programs that want one; a read-only root filesystem gets emptyDirs instead.
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o1777);
-        header.set_size(0);
-        builder
-            .append_data(&mut header, "tmp", std::io::empty())
-            .map_err(io(format!("adding /tmp to {}", self.name)))?;
+        self.append_directory(&mut builder, Path::new("tmp"), 0o1777, (0, 0))?;
         builder
             .into_inner()
             .map_err(io(format!("writing the layer of {}", self.name)))
+    }
+
+    /// Appends the directories above `path` that are not written yet, root's.
+    fn append_parents(
+        &self,
+        builder: &mut tar::Builder<Vec<u8>>,
+        written: &mut BTreeSet<PathBuf>,
+        path: &Path,
+    ) -> Result<(), ImageError> {
+        let mut missing = Vec::new();
+        for dir in path.ancestors().skip(1) {
+            if !dir.as_os_str().is_empty() && written.insert(dir.to_path_buf()) {
+                missing.push(dir);
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            self.append_directory(builder, dir, 0o755, (0, 0))?;
+        }
+        Ok(())
+    }
+
+    fn append_directory(
+        &self,
+        builder: &mut tar::Builder<Vec<u8>>,
+        dir: &Path,
+        mode: u32,
+        (uid, gid): (u64, u64),
+    ) -> Result<(), ImageError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(mode);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_size(0);
+        builder
+            .append_data(&mut header, dir, std::io::empty())
+            .map_err(io(format!("adding {} to {}", dir.display(), self.name)))
     }
 
     /// Writes the OCI image archive to `path`.
