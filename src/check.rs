@@ -17,6 +17,7 @@ use crate::Output;
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ActionArg {
     Delete,
+    Evict,
     Exec,
     Attach,
     PortForward,
@@ -26,6 +27,7 @@ impl ActionArg {
     pub fn action(self) -> Action {
         match self {
             ActionArg::Delete => Action::Delete,
+            ActionArg::Evict => Action::Evict,
             ActionArg::Exec => Action::Exec,
             ActionArg::Attach => Action::Attach,
             ActionArg::PortForward => Action::PortForward,
@@ -223,6 +225,7 @@ fn act(
             .and_then(|k| k.as_str())
             .unwrap_or("object");
         if action != Action::Delete && kind != "Pod" {
+            // Eviction, exec, attach and port-forward are pods' subresources.
             eprintln!(
                 "error: {}: {} reaches only into pods",
                 place(&manifest, &kind),

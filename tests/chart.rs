@@ -140,9 +140,53 @@ fn webhook_configurations_fail_closed_only_where_hubguard_governs() {
             "{wanted} not registered: {resources:?}"
         );
     }
+    // Deletions and evictions go to their own entry, which the cluster's own machinery never
+    // waits on.
+    let deletes = &validating["webhooks"][1];
+    assert_eq!(deletes["name"], "validate-delete.hubguard.dev");
+    let registered: Vec<String> = deletes["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            let operation = r["operations"][0].as_str().unwrap().to_string();
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |x| format!("{operation} {}", x.as_str().unwrap()))
+        })
+        .collect();
+    for wanted in [
+        "DELETE pods",
+        "DELETE services",
+        "DELETE persistentvolumeclaims",
+        "DELETE deployments",
+        "DELETE daskclusters",
+        "CREATE pods/eviction",
+    ] {
+        assert!(
+            registered.iter().any(|r| r == wanted),
+            "{wanted} not registered: {registered:?}"
+        );
+    }
+    let conditions = deletes["matchConditions"].to_string();
+    for spared in [
+        "system:node:",
+        "system:kube-controller-manager",
+        "system:serviceaccounts:kube-system",
+        "system:masters",
+    ] {
+        assert!(
+            conditions.contains(spared),
+            "{spared} waits on deletions: {conditions}"
+        );
+    }
     // Cluster-scoped kinds hubguard does not judge are never registered.
-    for rule in validating["webhooks"][0]["rules"].as_array().unwrap() {
-        assert_eq!(rule["scope"], "Namespaced");
+    for webhook in validating["webhooks"].as_array().unwrap() {
+        for rule in webhook["rules"].as_array().unwrap() {
+            assert_eq!(rule["scope"], "Namespaced");
+        }
     }
 }
 

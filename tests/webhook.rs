@@ -362,6 +362,20 @@ async fn subresources_ephemeral_containers_exec_and_delete() {
         message(&refused).contains("cannot confirm that Pod tess-private/jupyter-bob"),
         "{refused}"
     );
+    // An eviction deletes the pod: judged the same way, on the pod looked up.
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                          "metadata": {"name": "jupyter-bob", "namespace": "tess-private"}});
+    let evict = ReviewRequest {
+        subresource: Some(("pods", "eviction", "jupyter-bob")),
+        ..create(&eviction, ALICE)
+    };
+    let refused = webhook.review("/validate", &evict).await;
+    assert_eq!(refused["allowed"], false, "{refused}");
+    assert!(
+        message(&refused).contains("so eviction is refused")
+            && message(&refused).contains("[tenantActions]"),
+        "{refused}"
+    );
 
     // The hub (trusted) and a person who is no tenant are left to RBAC.
     for user in [HUB, "oncall@example.org"] {

@@ -28,7 +28,7 @@ fuzz_target!(|body: &[u8]| {
     let _ = hubguard_webhook::admission::mutate(policy, &request);
     let _ = hubguard_webhook::admission::validate_object(policy, &request, None);
     let _ = hubguard_webhook::admission::validate_delete(policy, &request);
-    if hubguard_webhook::admission::connect_needs_target(policy, &request) {
+    if hubguard_webhook::admission::action_needs_target(policy, &request) {
         let target = hubguard_webhook::admission::pod_metadata(BTreeMap::from([(
             "hubguard.dev/tenant".to_string(),
             "bob".to_string(),

@@ -1,15 +1,15 @@
-//! An action on an object that already exists: deleting it, or reaching into a running pod
-//! (exec, attach, port-forward). RBAC grants these per namespace and cannot tell tenants apart
+//! An action on an object that already exists: deleting it (or evicting a pod, which deletes
+//! it), or reaching into a running pod (exec, attach, port-forward). RBAC grants these per namespace and cannot tell tenants apart
 //! inside one; the action rules judge them by the tenant recorded on the object.
 
 use serde_json::Value;
 
-use crate::classify::PodClass;
 use crate::identity::RequesterKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Delete,
+    Evict,
     Exec,
     Attach,
     PortForward,
@@ -19,15 +19,28 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Delete => "delete",
+            Action::Evict => "evict",
             Action::Exec => "exec",
             Action::Attach => "attach",
             Action::PortForward => "port-forward",
         }
     }
 
-    /// The action of a pod subresource a requester connects to.
+    /// The action as a noun, for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Action::Delete => "deletion",
+            Action::Evict => "eviction",
+            Action::Exec => "exec",
+            Action::Attach => "attach",
+            Action::PortForward => "port-forward",
+        }
+    }
+
+    /// The action of a pod subresource: `eviction` (created), or one a requester connects to.
     pub fn of_subresource(subresource: &str) -> Option<Action> {
         match subresource {
+            "eviction" => Some(Action::Evict),
             "exec" => Some(Action::Exec),
             "attach" => Some(Action::Attach),
             "portforward" => Some(Action::PortForward),
@@ -45,7 +58,6 @@ pub struct ActionSubject<'a> {
     /// The target object (for a pod looked up for exec, its metadata only), or why it
     /// could not be read.
     pub target: Result<&'a Value, &'a str>,
-    pub class: PodClass,
     pub requester: RequesterKind,
     /// The tenant the requester acts for.
     pub requester_tenant: Option<&'a str>,

@@ -178,31 +178,49 @@ impl Policy {
     /// create, so with their class's defaults applied.
     pub fn review(&self, object: &Value, request: &Request<'_>) -> Result<Review, ObjectError> {
         let (api_version, kind) = type_of(object)?;
+        let layout = layout(api_version, kind);
         let service = service_site(api_version, kind).filter(|_| self.services.is_some());
-        if let (Some(site), None) = (service, layout(api_version, kind)) {
-            if !self.governs(request.namespace) {
-                return Ok(Review {
-                    skipped: Some(Skip::Namespace),
-                    ..Review::default()
-                });
-            }
-            let mut review = Review::default();
-            self.judge_service(object, request, site, &mut review.violations);
+        let skipped = if layout.is_none() && service.is_none() {
+            Some(Skip::Kind)
+        } else if !self.governs(request.namespace) {
+            Some(Skip::Namespace)
+        } else {
+            None
+        };
+        let mut review = Review {
+            skipped,
+            ..Review::default()
+        };
+        if skipped.is_some() {
             return Ok(review);
         }
-        let layout = match self.governed_layout(object, request)? {
-            Ok(layout) => layout,
-            Err(skip) => {
-                return Ok(Review {
-                    skipped: Some(skip),
-                    ..Review::default()
-                })
-            }
-        };
+        if let Some(layout) = layout {
+            self.judge_pods(object, request, layout, &mut review)?;
+        }
+        if let Some(site) = service {
+            self.judge_service(object, request, site, &mut review.violations);
+        }
+        // A finding on the object's own metadata is found once per pod template: say it once.
+        if review.violations.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            review
+                .violations
+                .retain(|v| seen.insert((v.rule, v.path.clone(), v.message.clone())));
+        }
+        Ok(review)
+    }
+
+    /// Runs the pod rules on every pod spec of the object.
+    fn judge_pods(
+        &self,
+        object: &Value,
+        request: &Request<'_>,
+        layout: &Layout,
+        review: &mut Review,
+    ) -> Result<(), ObjectError> {
         let standing = self.standing(request.requester);
         let requester_kind = RequesterKind::of(&standing, request.requester.is_some());
         let object_labels = StringMap::of(object.get("metadata"), "labels");
-        let mut review = Review::default();
         for site in layout.sites {
             let Some(spec_value) = site.locate(object) else {
                 if site.required {
@@ -254,17 +272,7 @@ impl Policy {
                 judge(&pod, cp, &mut review.violations);
             }
         }
-        if let Some(site) = service {
-            self.judge_service(object, request, site, &mut review.violations);
-        }
-        // A finding on the object's own metadata is found once per pod template: say it once.
-        if review.violations.len() > 1 {
-            let mut seen = std::collections::HashSet::new();
-            review
-                .violations
-                .retain(|v| seen.insert((v.rule, v.path.clone(), v.message.clone())));
-        }
-        Ok(review)
+        Ok(())
     }
 
     /// Judges an action on an existing object of `kind` named `name` by the action rules;
@@ -294,7 +302,6 @@ impl Policy {
             name,
             namespace: request.namespace,
             target,
-            class,
             requester: RequesterKind::of(&standing, request.requester.is_some()),
             requester_tenant: standing.tenant.as_deref(),
             tenant_label_keys: &self.tenant_labels,
@@ -335,14 +342,12 @@ impl Policy {
             return;
         };
         let subject = ServiceSubject {
-            object,
             spec,
             base: site.base,
             name: is_service
                 .then(|| object.pointer("/metadata/name").and_then(Value::as_str))
                 .flatten(),
             namespace: request.namespace,
-            class,
             requester: RequesterKind::of(&standing, request.requester.is_some()),
             requester_tenant: standing.tenant.as_deref(),
             reserved,
@@ -408,12 +413,11 @@ fn record_identity(
         label_path(meta_base, identity::CLASS_LABEL),
         Value::String(identity.class.as_str().to_string()),
     );
-    record_tenant(additions, object, meta_base, identity.tenant.as_deref());
-}
-
-/// Writes the tenant label where it is missing.
-fn record_tenant(additions: &mut Additions, object: &Value, meta_base: &str, tenant: Option<&str>) {
-    if let Some(tenant) = tenant.filter(|t| identity::is_label_value(t)) {
+    if let Some(tenant) = identity
+        .tenant
+        .as_deref()
+        .filter(|t| identity::is_label_value(t))
+    {
         additions.set_if_missing(
             object,
             label_path(meta_base, identity::TENANT_LABEL),

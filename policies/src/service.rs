@@ -7,7 +7,6 @@
 use regex::Regex;
 use serde_json::Value;
 
-use crate::classify::PodClass;
 use crate::identity::RequesterKind;
 use crate::objects::api_group;
 
@@ -75,8 +74,6 @@ impl ReservedServices {
 
 /// One Service spec of an object, with who asks for it.
 pub struct ServiceSubject<'a> {
-    /// The whole object (a Service, or the Dask resource that carries the spec).
-    pub object: &'a Value,
     /// The Service spec; `Value::Null` where the object leaves it out.
     pub spec: &'a Value,
     /// The spec's dotted path in the object.
@@ -85,7 +82,6 @@ pub struct ServiceSubject<'a> {
     /// named by the operator).
     pub name: Option<&'a str>,
     pub namespace: &'a str,
-    pub class: PodClass,
     pub requester: RequesterKind,
     /// The tenant the requester acts for.
     pub requester_tenant: Option<&'a str>,

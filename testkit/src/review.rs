@@ -37,12 +37,19 @@ impl ReviewRequest<'_> {
             Some((resource, sub, name)) => (resource.to_string(), Some(sub), name),
             None => (plural, None, name),
         };
+        // A pod's subresource is a resource of the core group whatever kind it carries (an
+        // Eviction is policy/v1), as the API server says it.
+        let (resource_group, resource_version) = if sub.is_some() && resource == "pods" {
+            ("", "v1")
+        } else {
+            (group, version)
+        };
         let mut request = json!({
             "uid": self.uid,
             "kind": {"group": group, "version": version, "kind": kind},
-            "resource": {"group": group, "version": version, "resource": resource},
+            "resource": {"group": resource_group, "version": resource_version, "resource": resource},
             "requestKind": {"group": group, "version": version, "kind": kind},
-            "requestResource": {"group": group, "version": version, "resource": resource},
+            "requestResource": {"group": resource_group, "version": resource_version, "resource": resource},
             "name": name,
             "namespace": self.namespace,
             "operation": self.operation,

@@ -71,8 +71,9 @@ impl Outcome {
 pub enum Subject {
     /// Judge the object (CREATE, UPDATE, and pods/ephemeralcontainers).
     Object,
-    /// Exec, attach or port-forward into a pod: the requester must be entitled to that pod.
-    PodConnect { pod: String, action: Action },
+    /// Evicting a pod, or exec, attach or port-forward into it: the requester must be
+    /// entitled to that pod, which the webhook looks up (the request carries only options).
+    PodAction { pod: String, action: Action },
     /// Deleting an object: the requester must be entitled to it.
     Delete,
     /// Nothing hubguard judges (status and other subresources).
@@ -86,13 +87,22 @@ const JUDGED_SUBRESOURCES: &[&str] = &["ephemeralcontainers", "resize"];
 pub fn subject(request: &AdmissionRequest<RawObject>) -> Subject {
     let sub = request.sub_resource.as_deref();
     let is_pods = request.resource.group.is_empty() && request.resource.resource == "pods";
-    // The subresources through which a requester reaches into a running pod.
-    let connect = sub.and_then(Action::of_subresource);
+    // Eviction is created, exec, attach and port-forward connected to.
+    if let Some(action) = sub.and_then(Action::of_subresource).filter(|_| is_pods) {
+        let expected = match action {
+            Action::Evict => Operation::Create,
+            _ => Operation::Connect,
+        };
+        return if request.operation == expected {
+            Subject::PodAction {
+                pod: request.name.clone(),
+                action,
+            }
+        } else {
+            Subject::Pass
+        };
+    }
     match request.operation {
-        Operation::Connect if is_pods && connect.is_some() => Subject::PodConnect {
-            pod: request.name.clone(),
-            action: connect.unwrap_or(Action::Exec),
-        },
         Operation::Delete if sub.is_none() => Subject::Delete,
         Operation::Create | Operation::Update
             if sub.is_none()
@@ -205,17 +215,17 @@ fn respond(
     }
 }
 
-/// For exec, attach and port-forward: whether the target pod must be looked up, that is
+/// For eviction, exec, attach and port-forward: whether the target pod must be looked up, that is
 /// whether the requester is a tenant in a governed namespace (trusted requesters and people
 /// are left to RBAC, and decided without it).
-pub fn connect_needs_target(policy: &Policy, request: &AdmissionRequest<RawObject>) -> bool {
+pub fn action_needs_target(policy: &Policy, request: &AdmissionRequest<RawObject>) -> bool {
     policy.governs(request.namespace.as_deref().unwrap_or(""))
         && policy.standing(Some(&requester(request))).tenant.is_some()
 }
 
 /// `/validate` for an action on an existing object of `kind` named `name`: a DELETE (the
-/// object as the request carries it) or exec, attach and port-forward (the pod's labels,
-/// looked up, or why they could not be).
+/// object as the request carries it) or eviction, exec, attach and port-forward (the pod's
+/// labels, looked up, or why they could not be).
 pub fn validate_action(
     policy: &Policy,
     request: &AdmissionRequest<RawObject>,

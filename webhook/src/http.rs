@@ -182,9 +182,9 @@ async fn decide(
                     admission::validate_object(policy, request, cluster.as_ref())
                 }))
             }
-            Subject::PodConnect { pod, action } => {
+            Subject::PodAction { pod, action } => {
                 // Only a tenant's request needs the pod; everyone else is decided without it.
-                if !admission::connect_needs_target(policy, request) {
+                if !admission::action_needs_target(policy, request) {
                     return Ok(Outcome::allow(request));
                 }
                 let namespace = request.namespace.as_deref().unwrap_or("");
@@ -220,6 +220,7 @@ fn kind_label(request: &AdmissionRequest<RawObject>) -> &'static str {
         "PodExecOptions",
         "PodAttachOptions",
         "PodPortForwardOptions",
+        "Eviction",
         "Service",
         "PersistentVolumeClaim",
     ];

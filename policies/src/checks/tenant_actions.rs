@@ -1,5 +1,5 @@
-//! A tenant's account may delete pods, Services and workloads, and exec, attach and
-//! port-forward into pods, in the namespace all tenants share: RBAC cannot tell whose an
+//! A tenant's account may delete pods, Services and workloads, evict pods (a deletion), and
+//! exec, attach and port-forward into pods, in the namespace all tenants share: RBAC cannot tell whose an
 //! object is. A tenant could stop another user's notebook or Dask cluster, delete the hub's
 //! Service to take its name, or run commands in another user's server with that user's files
 //! and tokens. A tenant acts only on objects recorded as hers: the tenant label (hubguard's
@@ -15,7 +15,7 @@ use crate::identity::{RequesterKind, TENANT_LABEL};
 pub const CHECK: ActionCheck = ActionCheck {
     id: "tenantActions",
     summary:
-        "a tenant deletes, execs, attaches and port-forwards only into objects recorded as hers",
+        "a tenant deletes, evicts, execs, attaches and port-forwards only objects recorded as hers",
     evaluate,
 };
 
@@ -25,7 +25,7 @@ fn evaluate(subject: &ActionSubject<'_>, out: &mut Findings) {
         return;
     };
     let (action, kind, namespace, name) = (
-        subject.action.as_str(),
+        subject.action.noun(),
         subject.kind,
         subject.namespace,
         subject.name,
@@ -65,13 +65,13 @@ fn evaluate(subject: &ActionSubject<'_>, out: &mut Findings) {
                 "{action} of {kind} {namespace}/{name}: it belongs to tenant {owner} ({key}), \
                  not to {tenant}"
             ),
-            format!("{action} only your own objects (labelled for tenant {tenant})"),
+            format!("act only on your own objects (labelled for tenant {tenant})"),
         ),
         None => out.add(
             "metadata.labels".to_string(),
             format!(
                 "{action} of {kind} {namespace}/{name}: it carries no tenant label, and tenant \
-                 {tenant} may {action} only its own objects"
+                 {tenant} acts only on its own objects"
             ),
             "ask the platform's administrators: the object is the platform's",
         ),
@@ -143,6 +143,14 @@ mod tests {
                     name: "deletes the hub's Service",
                     kind: "Service",
                     labels: "{component: hub, app: jupyterhub}",
+                    requester_tenant: Some("alice"),
+                    expect: &["metadata.labels"],
+                    ..ACTION_CASE
+                },
+                ActionCase {
+                    name: "evicts another user's server",
+                    action: Action::Evict,
+                    labels: "{hub.jupyter.org/username: bob}",
                     requester_tenant: Some("alice"),
                     expect: &["metadata.labels"],
                     ..ACTION_CASE

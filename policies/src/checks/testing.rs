@@ -221,18 +221,15 @@ pub fn run_service(check: &super::ServiceCheck, cases: &[ServiceCase]) {
     };
     for case in cases {
         let spec = yaml_json(case.spec);
-        let object = serde_json::json!({"metadata": {"name": case.name_of_service}});
         let requester = match (case.requester_tenant, case.requester) {
             (Some(_), _) => RequesterKind::Tenant,
             (None, kind) => kind,
         };
         let service = crate::service::ServiceSubject {
-            object: &object,
             spec: &spec,
             base: case.base,
             name: case.name_of_service,
             namespace: case.namespace,
-            class: PodClass::User,
             requester,
             requester_tenant: case.requester_tenant,
             reserved: &reserved,
@@ -291,7 +288,6 @@ pub fn run_action(check: &super::ActionCheck, cases: &[ActionCase]) {
             name: "target",
             namespace: "tess-private",
             target: case.unreadable.map_or(Ok(&object), Err),
-            class: PodClass::User,
             requester,
             requester_tenant: case.requester_tenant,
             tenant_label_keys: &keys,
